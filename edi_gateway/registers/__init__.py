@@ -1,0 +1,1 @@
+"""Register interfaces (population, Adresseregister, Fastlegeregister) and their fixture-backed implementation."""

@@ -1,0 +1,1 @@
+"""Use cases wiring domain, xml, registers, store and transport together (outbound, demo, ...)."""

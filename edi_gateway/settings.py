@@ -1,0 +1,104 @@
+"""Runtime configuration: every setting comes from the environment with the ``EDI_GATEWAY_`` prefix.
+
+The defaults are the embedded demo set-up: a SQLite file, the generated test PKI and the fixture
+registers, all under ``EDI_GATEWAY_HOME``. Production sets ``DATABASE_URL``, ``AMQP_URL`` and the
+signing key and certificate paths.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from edi_gateway.resources import resource_dir
+
+
+class Settings(BaseSettings):
+    """Validated settings; construct once at start-up and pass down."""
+
+    model_config = SettingsConfigDict(env_prefix="EDI_GATEWAY_", frozen=True, extra="ignore")
+
+    home: Path = Field(
+        default=Path.home() / ".edi_gateway",
+        description="Folder for the embedded SQLite file, the generated test PKI and other local state.",
+    )
+    amqp_url: str = Field(
+        default="amqp://guest:guest@127.0.0.1:5672/%2F",
+        description="RabbitMQ URL (amqp://user:password@host:port/vhost).",
+    )
+    database_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL; default is a SQLite file under HOME. "
+        "Production: postgresql+psycopg://user@host/db.",
+    )
+    test_mode: bool = Field(
+        default=False,
+        description="Accept synthetic person numbers (month +40 / +80 series). On in the demo only.",
+    )
+    queue_prefix: str = Field(
+        default="",
+        description="Prefix for every queue and exchange name; lets tests and demos share a broker.",
+    )
+    our_her_id: int = Field(
+        default=8100001,
+        description="HER-id of our own virksomhet (the hospital); its inbox is <our_her_id>_async.",
+    )
+    default_unit_her_id: int = Field(
+        default=8100002,
+        description="HER-id of the sending unit when a request names none.",
+    )
+    signing_key: Path | None = Field(
+        default=None, description="PEM private key used to sign outgoing messages (default: test PKI)."
+    )
+    signing_cert: Path | None = Field(
+        default=None, description="PEM certificate matching SIGNING_KEY (default: test PKI)."
+    )
+    registers_dir: Path | None = Field(
+        default=None, description="Folder with the fixture registers (default: the shipped fixtures)."
+    )
+    routing_rules_dir: Path | None = Field(
+        default=None, description="Folder with routing rules YAML (default: the shipped rules)."
+    )
+    max_request_bytes: int = Field(
+        default=256 * 1024, gt=0, description="Largest request body accepted from edi.requests."
+    )
+    request_delivery_limit: int = Field(
+        default=5, gt=0, description="Deliveries of one request before RabbitMQ dead-letters it."
+    )
+    batch_size: int = Field(
+        default=64, gt=0, description="Requests the worker takes per batch (one commit, pipelined confirms)."
+    )
+    batch_wait_ms: int = Field(
+        default=20, ge=0, description="Longest wait to fill a batch once a first request is in hand."
+    )
+    confirm_timeout_s: float = Field(
+        default=30.0, gt=0, description="Longest wait for the broker to confirm a batch of publishes."
+    )
+
+    @field_validator("home")
+    @classmethod
+    def _expand_home(cls, value: Path) -> Path:
+        return value.expanduser()
+
+    @cached_property
+    def effective_database_url(self) -> str:
+        """The database URL in force: DATABASE_URL, or the SQLite file under HOME."""
+        return self.database_url or f"sqlite:///{self.home / 'edi_gateway.sqlite3'}"
+
+    @cached_property
+    def effective_registers_dir(self) -> Path:
+        """The register fixtures folder in force."""
+        return self.registers_dir or resource_dir("fixtures") / "registers"
+
+    @cached_property
+    def effective_routing_rules_dir(self) -> Path:
+        """The routing rules folder in force."""
+        return self.routing_rules_dir or resource_dir("routing_rules")
+
+    @property
+    def pki_dir(self) -> Path:
+        """Where the generated test PKI lives."""
+        return self.home / "pki"

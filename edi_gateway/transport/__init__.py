@@ -1,0 +1,1 @@
+"""RabbitMQ transport: topology, confirming publisher, batch consumer. The only package that imports pika."""

@@ -1,0 +1,91 @@
+"""Shared fixtures: the real RabbitMQ and PostgreSQL, each test on its own names.
+
+A missing broker or database fails the tests that need them (never skips): CI must go red when a
+service is down. ``pytest -m "not rabbitmq and not postgres"`` runs the fast set alone.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+import sqlalchemy as sa
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED = REPO.parent / "shared"
+
+AMQP_URL = os.environ.get("EDI_GATEWAY_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")
+POSTGRES_URL = os.environ.get(
+    "EDI_GATEWAY_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+
+
+def _require_port(url: str, default_port: int, what: str) -> None:
+    parts = urlsplit(url.replace("+psycopg", ""))
+    host, port = parts.hostname or "127.0.0.1", parts.port or default_port
+    try:
+        with socket.create_connection((host, port), timeout=3):
+            return
+    except OSError as exc:
+        pytest.fail(f"{what} is not reachable at {host}:{port} ({exc}); start it (see README)", pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def amqp_url() -> str:
+    """URL of the real RabbitMQ; fails the test when the broker is down."""
+    _require_port(AMQP_URL, 5672, "RabbitMQ")
+    return AMQP_URL
+
+
+@pytest.fixture
+def queue_prefix() -> str:
+    """A prefix unique to this test for every queue and exchange it declares."""
+    return f"t{uuid.uuid4().hex[:10]}."
+
+
+@pytest.fixture(scope="session")
+def postgres_server_url() -> str:
+    """URL of the real PostgreSQL; fails the test when the server is down."""
+    _require_port(POSTGRES_URL, 5432, "PostgreSQL")
+    return POSTGRES_URL
+
+
+@pytest.fixture
+def postgres_url(postgres_server_url: str) -> Iterator[str]:
+    """A fresh, empty PostgreSQL database for this test, dropped afterwards."""
+    name = f"edi_t_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(postgres_server_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    url = sa.make_url(postgres_server_url).set(database=name).render_as_string(hide_password=False)
+    try:
+        yield url
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    """A SQLite file of this test's own."""
+    return f"sqlite:///{tmp_path / 'edi.sqlite3'}"
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Each store test runs on both SQLite and PostgreSQL."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'edi.sqlite3'}"
+    return str(request.getfixturevalue("postgres_url"))
+
+
+@pytest.fixture(scope="session")
+def shared_dir() -> Path:
+    """The shared reference material beside the repository (official samples, test requests)."""
+    return SHARED
