@@ -14,6 +14,7 @@ and will trying again help?
     │   ├── StoreUnavailable    the database cannot be reached or timed out
     │   └── RegisterUnavailable a register did not answer
     └── UnknownError            anything else: park the work for an operator
+        └── Unroutable          the broker has no queue for a mandatory publish (set-up is missing)
 
 ``Problem`` is the machine-readable unit of an error report: a stable code, a plain-language reason
 for the people who read it, and optionally the field or receiver it concerns.
@@ -102,3 +103,7 @@ class RegisterUnavailable(TransientError):
 
 class UnknownError(EdiGatewayError):
     """A fault nobody classified; park the work and alert an operator."""
+
+
+class Unroutable(UnknownError):
+    """The broker returned a mandatory publish: no queue is bound for it (run ``edi-gateway setup``)."""
