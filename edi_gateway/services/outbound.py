@@ -1,0 +1,433 @@
+"""The outbound use case: a batch of EPR requests in, signed MsgHeads on each receiver's queue out.
+
+For each batch the worker hands over:
+
+1. *plan* every request (CPU only): intake validation, idempotency look-up, receiver resolution,
+   MsgHead + Dialogmelding build, XSD validation, signing;
+2. *store* every new outcome in one transaction (request, messages with signed bytes, events);
+3. *publish* every message with pipelined publisher confirms (one wait for the whole batch);
+4. *record* the confirmed ones as ``sent`` in one transaction, and publish status events;
+5. tell the consumer what to do with each delivery: ack, or requeue when a transient fault left
+   work undone (a redelivered request takes the idempotent path and re-sends the stored bytes with the
+   same MsgId, so a crash between 2 and 4 neither loses nor duplicates a message).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TypeVar
+
+from edi_gateway.domain.assessment_text import render_assessment
+from edi_gateway.domain.events import StatusEvent
+from edi_gateway.domain.identifiers import classify_person_id
+from edi_gateway.domain.model import (
+    Contact,
+    Notat,
+    Organisation,
+    OutboundMessage,
+    Patient,
+    Receiver,
+    Sender,
+)
+from edi_gateway.domain.request import RequestV1, parse_request, request_id_hint
+from edi_gateway.domain.retry import RetryPolicy
+from edi_gateway.domain.routing import RoutingRules
+from edi_gateway.domain.states import MessageState, RequestState
+from edi_gateway.errors import (
+    EdiGatewayError,
+    Problem,
+    RequestRejected,
+    StoreUnavailable,
+    TransientError,
+    Unroutable,
+    XmlRejected,
+)
+from edi_gateway.logging import get_logger
+from edi_gateway.registers.base import Registers
+from edi_gateway.services.receivers import resolve_receivers
+from edi_gateway.settings import Settings
+from edi_gateway.store import DuplicateRequest, Store
+from edi_gateway.store.records import (
+    MessageRecord,
+    NewMessage,
+    NewRequest,
+    RequestOutcome,
+    RequestRecord,
+    Transition,
+)
+from edi_gateway.transport.consumer import Delivery, Disposition
+from edi_gateway.transport.names import Names
+from edi_gateway.transport.publisher import ConfirmingPublisher, Outgoing
+from edi_gateway.xml.msghead import build_msghead
+from edi_gateway.xml.schemas import validate_msghead
+from edi_gateway.xml.signing import Signer
+
+log = get_logger(__name__)
+T = TypeVar("T")
+
+XML = "application/xml"
+JSON = "application/json"
+
+
+@dataclass(slots=True)
+class _Plan:
+    """What one delivery turned into before anything is written."""
+
+    delivery: Delivery
+    started: float
+    outcome: RequestOutcome | None = None  # a new request to store
+    existing: RequestRecord | None = None  # an idempotent repeat of a stored request
+    republish: list[MessageRecord] = field(default_factory=list)
+    message_states: dict[str, tuple[str, int, str]] = field(default_factory=dict)  # msg_id -> state, her, kind
+    request_id: str | None = None
+    state: str = ""
+    problems: tuple[Problem, ...] = ()
+    disposition: Disposition = Disposition.ACK
+
+
+@dataclass(frozen=True, slots=True)
+class OutboundDeps:
+    """Everything the outbound service needs, built once per process (see ``services.context``)."""
+
+    settings: Settings
+    registers: Registers
+    rules: RoutingRules
+    signer: Signer
+    store: Store
+    publisher: ConfirmingPublisher
+    names: Names
+    actor: str = "worker"
+
+
+class OutboundService:
+    """Turns batches of request deliveries into stored, signed, published messages."""
+
+    def __init__(self, deps: OutboundDeps, *, clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+                 retry: RetryPolicy | None = None) -> None:
+        self._d = deps
+        self._clock = clock
+        self._retry = retry or RetryPolicy()
+        our = deps.registers.address.virksomhet(deps.settings.our_her_id)
+        if our is None:
+            raise EdiGatewayError(
+                f"our HER-id {deps.settings.our_her_id} (EDI_GATEWAY_OUR_HER_ID) is not in the Adresseregister"
+            )
+        self._our = our
+
+    # -- the batch -------------------------------------------------------------------------------
+
+    def handle_batch(self, deliveries: Sequence[Delivery]) -> list[Disposition]:
+        """Process one batch of request deliveries; return one disposition per delivery, in order."""
+        plans = self._plan_all(deliveries)
+        try:
+            self._with_retry(lambda: self._save([p for p in plans if p.outcome is not None]))
+        except TransientError as exc:
+            log.warning("store unavailable, batch requeued", error=type(exc).__name__, batch=len(plans))
+            return [Disposition.REQUEUE for _ in plans]
+        self._publish_messages(plans)
+        self._publish_events(plans)
+        for plan in plans:
+            self._log_summary(plan)
+        return [p.disposition for p in plans]
+
+    def _plan_all(self, deliveries: Sequence[Delivery]) -> list[_Plan]:
+        plans: list[_Plan] = []
+        seen: dict[str, _Plan] = {}
+        for delivery in deliveries:
+            plan = self._plan(delivery, seen)
+            if plan.outcome is not None and plan.request_id:
+                seen[plan.request_id] = plan
+            plans.append(plan)
+        return plans
+
+    # -- 1. plan ---------------------------------------------------------------------------------
+
+    def _plan(self, delivery: Delivery, seen: dict[str, _Plan]) -> _Plan:
+        plan = _Plan(delivery=delivery, started=time.perf_counter())
+        settings = self._d.settings
+        try:
+            request = parse_request(delivery.body, content_type=delivery.content_type,
+                                    max_bytes=settings.max_request_bytes, test_mode=settings.test_mode)
+        except RequestRejected as exc:
+            hint = _valid_uuid(request_id_hint(delivery.body)) if len(delivery.body) <= settings.max_request_bytes else None
+            return self._rejected_or_repeat(plan, hint, None, exc.problems, seen)
+        request_id = str(request.request_id)
+        if request_id in seen or self._find_existing(plan, request_id):
+            return self._repeat(plan, request_id, seen)
+        if not request.consent:
+            return self._finish(plan, request_id, request, RequestState.NO_CONSENT, (), ())
+        try:
+            self._check_sender(request)
+            resolution = resolve_receivers(
+                person_id=request.patient.id, kommunenummer=request.patient.kommunenummer,
+                send_to_fastlege=request.send_to_fastlege, registers=self._d.registers, rules=self._d.rules,
+            )
+            messages = tuple(self._build(request, r, resolution.kommunenummer) for r in resolution.receivers)
+        except RequestRejected as exc:
+            return self._rejected_or_repeat(plan, request_id, request, exc.problems, seen)
+        return self._finish(plan, request_id, request, RequestState.ROUTED, messages, resolution.problems,
+                            kommunenummer=resolution.kommunenummer)
+
+    def _find_existing(self, plan: _Plan, request_id: str) -> bool:
+        existing = self._with_retry(lambda: self._d.store.get_request(request_id))
+        if existing is None:
+            return False
+        plan.existing = existing
+        return True
+
+    def _repeat(self, plan: _Plan, request_id: str, seen: dict[str, _Plan]) -> _Plan:
+        """An idempotent repeat: report the stored outcome again and re-send what is still queued."""
+        plan.request_id = request_id
+        first = seen.get(request_id)
+        if first is not None:  # the same request twice in one batch: the first one does the work
+            plan.state = first.state
+            plan.problems = first.problems
+            return plan
+        assert plan.existing is not None
+        plan.state = plan.existing.state
+        plan.problems = tuple(plan.existing.problems)
+        messages = self._d.store.messages_for_request(plan.existing.ref)
+        plan.republish = [m for m in messages if m.state == MessageState.QUEUED]
+        return plan
+
+    def _rejected_or_repeat(self, plan: _Plan, request_id: str | None, request: RequestV1 | None,
+                            problems: Sequence[Problem], seen: dict[str, _Plan]) -> _Plan:
+        if request_id is not None and (request_id in seen or self._find_existing(plan, request_id)):
+            return self._repeat(plan, request_id, seen)
+        return self._finish(plan, request_id, request, RequestState.REJECTED, (), tuple(problems))
+
+    def _finish(self, plan: _Plan, request_id: str | None, request: RequestV1 | None, state: RequestState,
+                messages: tuple[NewMessage, ...], problems: tuple[Problem, ...],
+                kommunenummer: str | None = None) -> _Plan:
+        d = plan.delivery
+        plan.request_id, plan.state, plan.problems = request_id, state.value, problems
+        plan.outcome = RequestOutcome(
+            request=NewRequest(
+                ref=str(uuid.uuid4()),
+                request_id=request_id,
+                state=state,
+                received_at=self._clock(),
+                content_type=d.content_type or "",
+                body=d.body[: self._d.settings.max_request_bytes],
+                samhandlingspunkt=request.samhandlingspunkt if request else None,
+                consent=request.consent if request else None,
+                send_to_fastlege=request.send_to_fastlege if request else None,
+                kommunenummer=kommunenummer or (request.patient.kommunenummer if request else None),
+                sender_unit_her_id=request.sender.unit_her_id if request else None,
+                problems=problems,
+                amqp_message_id=d.message_id,
+                amqp_correlation_id=d.correlation_id,
+                reason=_reason(state, problems),
+            ),
+            messages=messages,
+        )
+        return plan
+
+    def _check_sender(self, request: RequestV1) -> None:
+        unit = request.sender.unit_her_id
+        if unit is None or unit == self._our.her_id or any(u.her_id == unit for u in self._our.units):
+            return
+        raise RequestRejected([Problem(
+            "sender.unit_unknown",
+            f"HER-id {unit} is not a unit of {self._our.organisation.name} in the Adresseregister.",
+            "sender.unit_her_id",
+        )])
+
+    def _sender(self, request: RequestV1) -> Sender:
+        unit_her_id = request.sender.unit_her_id or self._d.settings.default_unit_her_id
+        unit = next((u for u in self._our.units if u.her_id == unit_her_id), None)
+        return Sender(organisation=self._our.organisation, unit=unit)
+
+    def _build(self, request: RequestV1, receiver: Receiver, kommunenummer: str) -> NewMessage:
+        rules = self._d.rules
+        contact = request.sender.contact
+        msg_id = str(uuid.uuid4())
+        message = OutboundMessage(
+            msg_id=msg_id,
+            gen_date=self._clock(),
+            msg_type=rules.message.type.to_coded(),
+            sender=self._sender(request),
+            receiver=receiver,
+            patient=Patient(
+                id=request.patient.id,
+                id_type=classify_person_id(request.patient.id, test_mode=self._d.settings.test_mode).value,
+                given_name=request.patient.given_name,
+                family_name=request.patient.family_name,
+                middle_name=request.patient.middle_name,
+            ),
+            notat=Notat(
+                tema_kodet=rules.message.tema_kodet.to_coded(),
+                tema=rules.tema(request.samhandlingspunkt),
+                text=render_assessment(request),
+                contact=Contact(contact.name, contact.role, contact.phone),
+                contact_role=rules.message.contact_role.to_coded(),
+                receiver_contact=rules.contact_for_service(receiver.service.code) if receiver.service else None,
+            ),
+        )
+        root = build_msghead(message)
+        try:
+            validate_msghead(root)
+        except XmlRejected as exc:  # our own builder produced an invalid message: a defect, not the sender's
+            log.error("built message failed schema validation", msg_id=msg_id, error=str(exc))
+            raise RequestRejected([Problem(
+                "message.invalid", "The gateway could not build a schema-valid message; an operator must look."
+            )]) from exc
+        return NewMessage(
+            msg_id=msg_id,
+            receiver_kind=receiver.kind.value,
+            receiver_org_her_id=receiver.organisation.her_id,
+            receiver_her_id=receiver.addressed_her_id,
+            receiver_name=receiver.display_name,
+            queue=self._d.names.prefixed(receiver.queue),
+            kommunenummer=kommunenummer,
+            signed_xml=self._d.signer.sign(root),
+            msg_type=message.msg_type.v,
+            conversation_ref=None,
+            deadline_at=None,
+        )
+
+    # -- 2. store --------------------------------------------------------------------------------
+
+    def _save(self, plans: list[_Plan]) -> None:
+        """Store every new outcome in one transaction; a lost race on request_id turns into a repeat."""
+        while plans:
+            try:
+                self._d.store.save_outcomes([p.outcome for p in plans if p.outcome], actor=self._d.actor)
+                return
+            except DuplicateRequest as exc:
+                raced = set(exc.request_ids)
+                for plan in plans:
+                    if plan.request_id in raced:
+                        plan.outcome = None
+                        if self._find_existing(plan, plan.request_id or ""):
+                            self._repeat(plan, plan.request_id or "", {})
+                plans = [p for p in plans if p.outcome is not None]
+
+    # -- 3/4. publish and record -----------------------------------------------------------------
+
+    def _publish_messages(self, plans: list[_Plan]) -> None:
+        work: list[tuple[_Plan, NewMessage | MessageRecord]] = []
+        for plan in plans:
+            work += [(plan, m) for m in (plan.outcome.messages if plan.outcome else ())]
+            work += [(plan, m) for m in plan.republish]
+        if not work:
+            return
+        outgoing = [
+            Outgoing(exchange="", routing_key=m.queue, body=m.signed_xml, message_id=m.msg_id,
+                     correlation_id=plan.request_id, content_type=XML,
+                     headers=self._headers(m.msg_id, m.receiver_her_id, m.msg_type))
+            for plan, m in work
+        ]
+        results = self._d.publisher.publish_many(outgoing, timeout=self._d.settings.confirm_timeout_s)
+        transitions: list[Transition] = []
+        for (plan, m), error in zip(work, results, strict=True):
+            msg_id, her_id, kind = m.msg_id, m.receiver_her_id, m.receiver_kind
+            plan.message_states[msg_id] = (MessageState.QUEUED.value, her_id, kind)
+            if error is None:
+                plan.message_states[msg_id] = (MessageState.SENT.value, her_id, kind)
+                transitions.append(Transition(msg_id, MessageState.SENT, "broker confirmed the publish",
+                                              expected_from=MessageState.QUEUED, count_attempt=True))
+            elif isinstance(error, Unroutable):
+                plan.message_states[msg_id] = (MessageState.FAILED.value, her_id, kind)
+                transitions.append(Transition(msg_id, MessageState.FAILED, f"broker has no queue: {error}",
+                                              expected_from=MessageState.QUEUED, count_attempt=True))
+            else:
+                log.warning("publish not confirmed, request requeued", msg_id=msg_id,
+                            request_id=plan.request_id, error=type(error).__name__)
+                plan.disposition = Disposition.REQUEUE
+        if transitions:
+            try:
+                self._with_retry(lambda: self._d.store.transition_messages(transitions, actor=self._d.actor))
+            except TransientError:
+                # The messages went out but are still recorded as queued: requeue, and the repeat path
+                # re-sends the same bytes with the same MsgId (receivers drop duplicates by MsgId).
+                for plan in plans:
+                    plan.disposition = Disposition.REQUEUE
+
+    def _headers(self, msg_id: str, receiver_her_id: int, msg_type: str) -> dict[str, str | int]:
+        return {"msg_id": msg_id, "msg_type": msg_type, "sender_her_id": self._our.her_id,
+                "receiver_her_id": receiver_her_id}
+
+    def _publish_events(self, plans: list[_Plan]) -> None:
+        events: list[tuple[_Plan, StatusEvent]] = []
+        for plan in plans:
+            events += [(plan, e) for e in self._events_for(plan)]
+        if not events:
+            return
+        exchange = self._d.names.events_exchange
+        outgoing = [
+            Outgoing(exchange=exchange, routing_key=e.routing_key,
+                     body=json.dumps(e.as_json(), ensure_ascii=False).encode(), message_id=str(uuid.uuid4()),
+                     correlation_id=e.request_id, content_type=JSON, mandatory=False,
+                     headers={"state": e.state, **({"msg_id": e.msg_id} if e.msg_id else {})})
+            for _, e in events
+        ]
+        results = self._d.publisher.publish_many(outgoing, timeout=self._d.settings.confirm_timeout_s)
+        for (plan, _), error in zip(events, results, strict=True):
+            if error is not None:
+                plan.disposition = Disposition.REQUEUE
+
+    def _events_for(self, plan: _Plan) -> list[StatusEvent]:
+        """The request's own event, and one per message in the state it is now in."""
+        now = self._clock()
+        events = [StatusEvent(plan.state, now, plan.request_id, errors=plan.problems)]
+        if plan.existing is not None and plan.state == RequestState.ROUTED:
+            # A repeat reports every message of the stored request, whatever state it has reached.
+            for m in self._d.store.messages_for_request(plan.existing.ref):
+                plan.message_states.setdefault(m.msg_id, (m.state, m.receiver_her_id, m.receiver_kind))
+        events += [StatusEvent(state, now, plan.request_id, msg_id, her_id, kind)
+                   for msg_id, (state, her_id, kind) in plan.message_states.items()]
+        return events
+
+    # -- helpers ---------------------------------------------------------------------------------
+
+    def _with_retry(self, operation: Callable[[], T]) -> T:
+        attempt = 0
+        while True:
+            try:
+                return operation()
+            except StoreUnavailable:
+                attempt += 1
+                delay = self._retry.delay(attempt, random.random())  # noqa: S311 - jitter, not crypto
+                if delay is None:
+                    raise
+                time.sleep(delay)
+
+    def _log_summary(self, plan: _Plan) -> None:
+        messages = plan.outcome.messages if plan.outcome else plan.republish
+        log.info(
+            "request processed",
+            request_id=plan.request_id,
+            state=plan.state,
+            repeat=plan.outcome is None,
+            msg_ids=[m.msg_id for m in messages],
+            receiver_her_ids=[m.receiver_her_id for m in messages],
+            codes=[p.code for p in plan.problems],
+            disposition=plan.disposition.value,
+            duration_ms=round((time.perf_counter() - plan.started) * 1000, 2),
+        )
+
+
+def _valid_uuid(value: str | None) -> str | None:
+    if value is None:
+        return None
+    try:
+        return str(uuid.UUID(value))
+    except ValueError:
+        return None
+
+
+def _reason(state: RequestState, problems: Sequence[Problem]) -> str:
+    if state is RequestState.NO_CONSENT:
+        return "consent is false: recorded, nothing sent"
+    if state is RequestState.REJECTED:
+        return "; ".join(p.reason for p in problems) or "rejected"
+    if problems:
+        return "routed with receiver problems: " + ", ".join(p.code for p in problems)
+    return "routed"
