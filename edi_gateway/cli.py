@@ -1,0 +1,123 @@
+"""The ``edi-gateway`` command line.
+
+Exit codes: 0 ok, 1 runtime failure, 2 usage error (typer's own).
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+import uuid
+from pathlib import Path
+from types import FrameType
+from typing import Annotated
+
+import typer
+from pydantic import ValidationError
+
+from edi_gateway.errors import EdiGatewayError
+from edi_gateway.logging import configure_logging
+from edi_gateway.settings import Settings
+
+app = typer.Typer(
+    name="edi-gateway",
+    help="Routes, signs, delivers and tracks Norwegian health EDI messages (MsgHead, Dialogmelding, AppRec).",
+    no_args_is_help=True,
+    add_completion=False,
+)
+
+
+def _settings(**overrides: object) -> Settings:
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        for err in exc.errors():
+            name = "EDI_GATEWAY_" + "_".join(str(p) for p in err["loc"]).upper()
+            typer.echo(f"setting {name}: {err['msg']}", err=True)
+        raise typer.Exit(2) from exc
+
+
+def _fail(exc: Exception) -> typer.Exit:
+    typer.echo(f"error: {exc}", err=True)
+    return typer.Exit(1)
+
+
+@app.command()
+def setup() -> None:
+    """Create or upgrade the database, declare the RabbitMQ topology and the test PKI (idempotent)."""
+    from edi_gateway.services.setup import run_setup
+
+    configure_logging()
+    try:
+        summary = run_setup(_settings())
+    except EdiGatewayError as exc:
+        raise _fail(exc) from exc
+    typer.echo(summary)
+
+
+@app.command()
+def worker() -> None:
+    """Consume edi.requests until SIGTERM or Ctrl-C, then finish the batch in hand and stop cleanly."""
+    from edi_gateway.services.context import open_gateway
+    from edi_gateway.services.worker import run_worker
+
+    configure_logging()
+    stop = threading.Event()
+
+    def _stop(signum: int, _frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    try:
+        gateway = open_gateway(_settings())
+        try:
+            run_worker(gateway, stop)
+        finally:
+            gateway.close()
+    except EdiGatewayError as exc:
+        raise _fail(exc) from exc
+
+
+@app.command()
+def send(
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True, help="Request file.")],
+    content_type: Annotated[str | None, typer.Option(help="Default: from the file suffix.")] = None,
+) -> None:
+    """Publish a request file (JSON request, or an unsigned MsgHead XML) to edi.requests."""
+    from edi_gateway.transport.names import Names
+    from edi_gateway.transport.publisher import Outgoing, publish_once
+
+    settings = _settings()
+    body = file.read_bytes()
+    ctype = content_type or ("application/xml" if file.suffix.lower() == ".xml" else "application/json")
+    names = Names(settings.queue_prefix)
+    message = Outgoing(exchange="", routing_key=names.requests, body=body, message_id=str(uuid.uuid4()),
+                       correlation_id=None, content_type=ctype)
+    try:
+        publish_once(settings.amqp_url, message, timeout=settings.confirm_timeout_s)
+    except EdiGatewayError as exc:
+        raise _fail(exc) from exc
+    typer.echo(f"published {file.name} ({len(body)} bytes, {ctype}) to {names.requests}")
+
+
+@app.command()
+def demo(
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for every request to reach its outcome.")] = 60,
+) -> None:
+    """Run the whole flow on the embedded defaults and print what happened to each request."""
+    from edi_gateway.services.demo import run_demo
+
+    configure_logging(level="WARNING")
+    settings = _settings(test_mode=True)
+    try:
+        ok = run_demo(settings, timeout=timeout, echo=typer.echo)
+    except EdiGatewayError as exc:
+        raise _fail(exc) from exc
+    if not ok:
+        raise typer.Exit(1)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
