@@ -1,0 +1,175 @@
+"""A running gateway for pipeline tests: own queues, own database, shared test PKI, a worker thread."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pika
+import pytest
+
+from edi_gateway.registers.fixtures import load_fixture_registers
+from edi_gateway.resources import resource_dir
+from edi_gateway.services.context import Gateway, open_gateway, receiver_queues, test_pki_for
+from edi_gateway.services.setup import declare_gateway_topology
+from edi_gateway.services.worker import run_worker
+from edi_gateway.settings import Settings
+from edi_gateway.transport.consumer import Delivery, drain
+from edi_gateway.transport.publisher import ConfirmingPublisher, Outgoing
+
+EXAMPLES = resource_dir("fixtures") / "requests"
+
+
+def example(name: str, **changes: Any) -> dict[str, Any]:
+    """An example request with a fresh request_id (and any top-level changes)."""
+    data: dict[str, Any] = json.loads((EXAMPLES / f"{name}.json").read_text(encoding="utf-8"))
+    data["request_id"] = str(uuid.uuid4())
+    data.update(changes)
+    return data
+
+
+@pytest.fixture(scope="session")
+def pki_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One test PKI for every register party, generated once per session and copied into each home."""
+    home = tmp_path_factory.mktemp("pki-home")
+    settings = Settings(home=home)
+    test_pki_for(settings, load_fixture_registers(resource_dir("fixtures") / "registers"))
+    return settings.pki_dir
+
+
+@dataclass
+class RunningGateway:
+    """A gateway with a worker thread, its settings, and helpers to talk to it."""
+
+    gateway: Gateway
+    settings: Settings
+    events_queue: str
+    stop: threading.Event = field(default_factory=threading.Event)
+    thread: threading.Thread | None = None
+
+    def send(self, *bodies: dict[str, Any] | bytes, content_type: str = "application/json") -> None:
+        """Publish request bodies to edi.requests (dicts are JSON-encoded)."""
+        outgoing = [
+            Outgoing(exchange="", routing_key=self.gateway.names.requests,
+                     body=b if isinstance(b, bytes) else json.dumps(b, ensure_ascii=False).encode(),
+                     message_id=str(uuid.uuid4()), correlation_id=None, content_type=content_type)
+            for b in bodies
+        ]
+        with ConfirmingPublisher(self.settings.amqp_url, name="test sender") as publisher:
+            assert publisher.publish_many(outgoing, timeout=10) == [None] * len(outgoing)
+
+    def wait_for(self, predicate: Callable[[], bool], timeout: float = 20) -> None:
+        """Wait until predicate() holds; fail the test on timeout."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if predicate():
+                return
+            time.sleep(0.05)
+        raise AssertionError("condition not reached in time")
+
+    def wait_request(self, request_id: str, timeout: float = 20) -> Any:
+        """Wait until the request is stored and none of its messages is still queued; return it."""
+        store = self.gateway.store
+
+        def settled() -> bool:
+            request = store.get_request(request_id)
+            return request is not None and all(m.state != "queued" for m in store.messages_for_request(request.ref))
+
+        self.wait_for(settled, timeout)
+        return store.get_request(request_id)
+
+    def receiver_deliveries(self, queue: str, *, expect: int, timeout: float = 10) -> list[Delivery]:
+        """Read ``expect`` messages from a receiver queue (prefix added)."""
+        name = self.gateway.names.prefixed(queue)
+        got: list[Delivery] = []
+        deadline = time.monotonic() + timeout
+        while len(got) < expect and time.monotonic() < deadline:
+            got += drain(self.settings.amqp_url, name, max_messages=expect - len(got), timeout=0.5)
+        return got
+
+    def events(self, *, expect: int, timeout: float = 10) -> list[dict[str, Any]]:
+        """Read ``expect`` status events captured from edi.events."""
+        got: list[Delivery] = []
+        deadline = time.monotonic() + timeout
+        while len(got) < expect and time.monotonic() < deadline:
+            got += drain(self.settings.amqp_url, self.events_queue, max_messages=expect - len(got), timeout=0.5)
+        return [json.loads(d.body) for d in got]
+
+
+def _cleanup(settings: Settings, gateway: Gateway, extra: list[str]) -> None:
+    connection = pika.BlockingConnection(pika.URLParameters(settings.amqp_url))
+    channel = connection.channel()
+    names = gateway.names
+    for queue in [names.requests, names.requests_dlq, names.inbox(settings.our_her_id),
+                  *receiver_queues(gateway), *extra]:
+        channel.queue_delete(queue)
+    channel.exchange_delete(names.events_exchange)
+    connection.close()
+
+
+def start_gateway(settings: Settings, customize: Callable[[Gateway], Gateway] | None = None) -> RunningGateway:
+    """Set up and start a worker for ``settings``; the caller stops it with ``stop_gateway``.
+
+    ``customize`` may swap parts of the gateway (e.g. a register that fails) before the worker starts.
+    """
+    gateway = open_gateway(settings, migrate=True)
+    if customize is not None:
+        gateway = customize(gateway)
+    declare_gateway_topology(gateway)
+    events_queue = f"{settings.queue_prefix}events.capture"
+    connection = pika.BlockingConnection(pika.URLParameters(settings.amqp_url))
+    channel = connection.channel()
+    channel.queue_declare(events_queue, durable=True)
+    channel.queue_bind(events_queue, gateway.names.events_exchange, routing_key="status.#")
+    connection.close()
+    running = RunningGateway(gateway, settings, events_queue)
+    ready = threading.Event()
+    running.thread = threading.Thread(target=run_worker, args=(gateway, running.stop), kwargs={"ready": ready},
+                                      daemon=True)
+    running.thread.start()
+    assert ready.wait(20), "worker did not start"
+    return running
+
+
+def stop_gateway(running: RunningGateway) -> None:
+    """Stop the worker cleanly and close the store."""
+    running.stop.set()
+    if running.thread is not None:
+        running.thread.join(30)
+        assert not running.thread.is_alive(), "worker did not stop"
+    running.gateway.close()
+
+
+def make_settings(tmp_path: Path, pki_template: Path, *, amqp_url: str, database_url: str, queue_prefix: str,
+                  **overrides: Any) -> Settings:
+    """Settings for one test: own home (with the shared PKI copied in), database and queue prefix."""
+    home = tmp_path / "home"
+    shutil.copytree(pki_template, home / "pki")
+    return Settings(home=home, amqp_url=amqp_url, database_url=database_url, test_mode=True,
+                    queue_prefix=queue_prefix, batch_wait_ms=5, **overrides)
+
+
+def cleanup_gateway(running: RunningGateway) -> None:
+    """Delete every queue and the exchange the test's gateway declared."""
+    _cleanup(running.settings, running.gateway, [running.events_queue])
+
+
+@pytest.fixture
+def running(tmp_path: Path, pki_template: Path, amqp_url: str, database_url: str,
+            queue_prefix: str) -> Iterator[RunningGateway]:
+    """A started gateway on the real RabbitMQ and the parametrized database (SQLite and PostgreSQL)."""
+    settings = make_settings(tmp_path, pki_template, amqp_url=amqp_url, database_url=database_url,
+                             queue_prefix=queue_prefix)
+    gw = start_gateway(settings)
+    try:
+        yield gw
+    finally:
+        stop_gateway(gw)
+        _cleanup(settings, gw.gateway, [gw.events_queue])

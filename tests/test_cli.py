@@ -1,0 +1,92 @@
+"""The command line: setup, send and the demo, run as a newcomer would run them."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pika
+import pytest
+
+from edi_gateway.resources import resource_dir
+from edi_gateway.transport.consumer import drain
+
+pytestmark = pytest.mark.rabbitmq
+
+
+def _run(args: list[str], env: dict[str, str], timeout: float = 180) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "edi_gateway", *args], env=env, capture_output=True, text=True,
+                          timeout=timeout, check=False)
+
+
+@pytest.fixture
+def cli_env(tmp_path: Path, pki_template: Path, amqp_url: str, queue_prefix: str):  # type: ignore[no-untyped-def]
+    """Environment for a CLI run: own home (shared PKI copied in), own queue prefix; queues removed after."""
+    home = tmp_path / "home"
+    shutil.copytree(pki_template, home / "pki")
+    env = {**os.environ, "EDI_GATEWAY_HOME": str(home), "EDI_GATEWAY_AMQP_URL": amqp_url,
+           "EDI_GATEWAY_QUEUE_PREFIX": queue_prefix}
+    env.pop("EDI_GATEWAY_DATABASE_URL", None)
+    yield env
+    connection = pika.BlockingConnection(pika.URLParameters(amqp_url))
+    channel = connection.channel()
+    for her_id in range(8100001, 8100140):
+        channel.queue_delete(f"{queue_prefix}{her_id}_async")
+    for name in ("edi.requests", "edi.requests.dlq"):
+        channel.queue_delete(f"{queue_prefix}{name}")
+    channel.exchange_delete(f"{queue_prefix}edi.events")
+    connection.close()
+
+
+def test_setup_is_idempotent(cli_env: dict[str, str]) -> None:
+    """setup can run twice; both runs succeed and say what they declared."""
+    first = _run(["setup"], cli_env)
+    second = _run(["setup"], cli_env)
+    assert first.returncode == 0, first.stderr
+    assert second.returncode == 0, second.stderr
+    assert "receiver queues" in second.stdout
+
+
+def test_send_publishes_the_file_to_edi_requests(cli_env: dict[str, str], amqp_url: str, queue_prefix: str) -> None:
+    """send puts the file's bytes on edi.requests as application/json."""
+    assert _run(["setup"], cli_env).returncode == 0
+    example = resource_dir("fixtures") / "requests" / "kommune-only.json"
+    result = _run(["send", str(example)], cli_env)
+    assert result.returncode == 0, result.stderr
+    (delivery,) = drain(amqp_url, f"{queue_prefix}edi.requests", max_messages=2, timeout=2)
+    assert delivery.body == example.read_bytes()
+    assert delivery.content_type == "application/json"
+
+
+def test_send_missing_file_is_a_usage_error(cli_env: dict[str, str]) -> None:
+    """A file that does not exist is a usage error (exit 2), not a crash."""
+    result = _run(["send", f"/nonexistent/{uuid.uuid4()}.json"], cli_env)
+    assert result.returncode == 2
+
+
+def test_bad_setting_names_the_variable(cli_env: dict[str, str]) -> None:
+    """A malformed setting stops the command with the variable's name."""
+    result = _run(["setup"], {**cli_env, "EDI_GATEWAY_BATCH_SIZE": "many"})
+    assert result.returncode == 2
+    assert "EDI_GATEWAY_BATCH_SIZE" in result.stderr
+
+
+def test_demo_runs_the_whole_flow_and_prints_the_table(cli_env: dict[str, str]) -> None:
+    """The demo sends its cases and prints each outcome: routed ones with MsgIds, rejections with reasons."""
+    result = _run(["demo"], cli_env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = result.stdout
+    for label in ("kommune-only", "kommune-and-fastlege", "fastlege-missing", "no-consent", "outside Telemark",
+                  "invalid: bad checksum", "not JSON"):
+        assert label in out
+    assert out.count(" sent ") >= 6
+    assert "routing.kommune_unknown" in out
+    assert "person_id.checksum" in out
+    assert "routing.fastlege_missing" in out
+    assert "no_consent" in out
+    for person_number in ("23915700969", "07926217857"):
+        assert person_number not in out
