@@ -89,3 +89,16 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 def shared_dir() -> Path:
     """The shared reference material beside the repository (official samples, test requests)."""
     return SHARED
+
+
+@pytest.fixture(scope="session")
+def pki_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One test PKI for every register party, generated once per session and copied into each home."""
+    from edi_gateway.registers.fixtures import load_fixture_registers
+    from edi_gateway.resources import resource_dir
+    from edi_gateway.services.context import ensure_gateway_pki
+    from edi_gateway.settings import Settings
+
+    settings = Settings(home=tmp_path_factory.mktemp("pki-home"))
+    ensure_gateway_pki(settings, load_fixture_registers(resource_dir("fixtures") / "registers"))
+    return settings.pki_dir

@@ -47,7 +47,7 @@ def load_routing_rules(directory: Path) -> RoutingRules:
         raise ConfigurationError(f"routing rules in {directory} are invalid: {exc}") from exc
 
 
-def test_pki_for(settings: Settings, registers: Registers) -> TestPki:
+def ensure_gateway_pki(settings: Settings, registers: Registers) -> TestPki:
     """Generate (once) the test PKI for every virksomhet in the registers, under HOME."""
     parties = [(v.her_id, v.organisation.name) for v in registers.address.all_virksomheter()]
     return ensure_test_pki(settings.pki_dir, parties)
@@ -89,7 +89,7 @@ def open_gateway(settings: Settings, *, migrate: bool = False) -> Gateway:
     """
     settings.home.mkdir(parents=True, exist_ok=True)
     plain = load_fixture_registers(settings.effective_registers_dir)
-    pki = None if settings.signing_key else test_pki_for(settings, plain)
+    pki = None if settings.signing_key else ensure_gateway_pki(settings, plain)
     cert_dir = pki.directory if pki else None
     registers = load_fixture_registers(settings.effective_registers_dir, cert_dir=cert_dir)
     rules = load_routing_rules(settings.effective_routing_rules_dir)

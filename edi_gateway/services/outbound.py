@@ -150,6 +150,32 @@ class OutboundService:
 
     def _plan(self, delivery: Delivery, seen: dict[str, _Plan]) -> _Plan:
         plan = _Plan(delivery=delivery, started=time.perf_counter())
+        try:
+            return self._plan_request(plan, seen)
+        except TransientError as exc:
+            log.warning("transient fault, request requeued", error=type(exc).__name__,
+                        delivery_count=delivery.delivery_count)
+            plan.disposition = Disposition.REQUEUE
+            return plan
+        except Exception as exc:  # noqa: BLE001 - an unclassified fault must not take the batch down
+            return self._unknown_fault(plan, exc)
+
+    def _unknown_fault(self, plan: _Plan, exc: Exception) -> _Plan:
+        """Requeue an unclassified fault; on the last delivery the broker allows, park it as failed."""
+        delivery = plan.delivery
+        log.error("unexpected fault while planning a request", error=type(exc).__name__,
+                  delivery_count=delivery.delivery_count, exc_info=exc)
+        if delivery.delivery_count + 1 < self._d.settings.request_delivery_limit:
+            plan.disposition = Disposition.REQUEUE
+            return plan
+        request_id = _valid_uuid(request_id_hint(delivery.body))
+        problem = Problem("gateway.internal_error",
+                          "The gateway could not process the request after several attempts; "
+                          "it is parked for an operator.")
+        return self._finish(plan, request_id, None, RequestState.FAILED, (), (problem,))
+
+    def _plan_request(self, plan: _Plan, seen: dict[str, _Plan]) -> _Plan:
+        delivery = plan.delivery
         settings = self._d.settings
         try:
             request = parse_request(delivery.body, content_type=delivery.content_type,
@@ -426,8 +452,8 @@ def _valid_uuid(value: str | None) -> str | None:
 def _reason(state: RequestState, problems: Sequence[Problem]) -> str:
     if state is RequestState.NO_CONSENT:
         return "consent is false: recorded, nothing sent"
-    if state is RequestState.REJECTED:
-        return "; ".join(p.reason for p in problems) or "rejected"
+    if state in (RequestState.REJECTED, RequestState.FAILED):
+        return "; ".join(p.reason for p in problems) or state.value
     if problems:
         return "routed with receiver problems: " + ", ".join(p.code for p in problems)
     return "routed"

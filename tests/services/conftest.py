@@ -15,9 +15,8 @@ from typing import Any
 import pika
 import pytest
 
-from edi_gateway.registers.fixtures import load_fixture_registers
 from edi_gateway.resources import resource_dir
-from edi_gateway.services.context import Gateway, open_gateway, receiver_queues, test_pki_for
+from edi_gateway.services.context import Gateway, open_gateway, receiver_queues
 from edi_gateway.services.setup import declare_gateway_topology
 from edi_gateway.services.worker import run_worker
 from edi_gateway.settings import Settings
@@ -33,15 +32,6 @@ def example(name: str, **changes: Any) -> dict[str, Any]:
     data["request_id"] = str(uuid.uuid4())
     data.update(changes)
     return data
-
-
-@pytest.fixture(scope="session")
-def pki_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One test PKI for every register party, generated once per session and copied into each home."""
-    home = tmp_path_factory.mktemp("pki-home")
-    settings = Settings(home=home)
-    test_pki_for(settings, load_fixture_registers(resource_dir("fixtures") / "registers"))
-    return settings.pki_dir
 
 
 @dataclass
