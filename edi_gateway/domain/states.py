@@ -12,6 +12,7 @@ class RequestState(StrEnum):
     REJECTED = "rejected"  # invalid: errors stored and reported
     ROUTED = "routed"  # messages built (possibly none, when consent is false)
     NO_CONSENT = "no_consent"  # recorded for reports; nothing was sent
+    FAILED = "failed"  # the gateway itself could not process it, after retries; parked for an operator
 
 
 class MessageState(StrEnum):
