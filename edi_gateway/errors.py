@@ -31,7 +31,7 @@ class Problem:
     """One machine-readable finding about a request or a message.
 
     Attributes:
-        code: stable dotted code, e.g. ``patient.id.checksum`` (documented in docs/errors.md).
+        code: stable dotted code, e.g. ``person_id.checksum`` (listed in docs/request-format.md).
         reason: plain-language explanation for the nurse or operator; never contains a person number.
         field: JSON path of the offending request field, when there is one.
     """

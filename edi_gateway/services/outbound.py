@@ -25,7 +25,6 @@ from typing import TypeVar
 
 from edi_gateway.domain.assessment_text import render_assessment
 from edi_gateway.domain.events import StatusEvent
-from edi_gateway.domain.identifiers import classify_person_id
 from edi_gateway.domain.model import (
     Contact,
     Notat,
@@ -194,7 +193,9 @@ class OutboundService:
                 person_id=request.patient.id, kommunenummer=request.patient.kommunenummer,
                 send_to_fastlege=request.send_to_fastlege, registers=self._d.registers, rules=self._d.rules,
             )
-            messages = tuple(self._build(request, r, resolution.kommunenummer) for r in resolution.receivers)
+            kommune_name = resolution.receivers[0].organisation.name
+            messages = tuple(self._build(request, r, resolution.kommunenummer, kommune_name)
+                             for r in resolution.receivers)
         except RequestRejected as exc:
             return self._rejected_or_repeat(plan, request_id, request, exc.problems, seen)
         return self._finish(plan, request_id, request, RequestState.ROUTED, messages, resolution.problems,
@@ -270,7 +271,7 @@ class OutboundService:
         unit = next((u for u in self._our.units if u.her_id == unit_her_id), None)
         return Sender(organisation=self._our.organisation, unit=unit)
 
-    def _build(self, request: RequestV1, receiver: Receiver, kommunenummer: str) -> NewMessage:
+    def _build(self, request: RequestV1, receiver: Receiver, kommunenummer: str, kommune_name: str) -> NewMessage:
         rules = self._d.rules
         contact = request.sender.contact
         msg_id = str(uuid.uuid4())
@@ -282,7 +283,7 @@ class OutboundService:
             receiver=receiver,
             patient=Patient(
                 id=request.patient.id,
-                id_type=classify_person_id(request.patient.id, test_mode=self._d.settings.test_mode).value,
+                id_type=request.patient_id_type.value,
                 given_name=request.patient.given_name,
                 family_name=request.patient.family_name,
                 middle_name=request.patient.middle_name,
@@ -290,7 +291,7 @@ class OutboundService:
             notat=Notat(
                 tema_kodet=rules.message.tema_kodet.to_coded(),
                 tema=rules.tema(request.samhandlingspunkt),
-                text=render_assessment(request),
+                text=render_assessment(request, kommune_name=kommune_name),
                 contact=Contact(contact.name, contact.role, contact.phone),
                 contact_role=rules.message.contact_role.to_coded(),
                 receiver_contact=rules.contact_for_service(receiver.service.code) if receiver.service else None,
