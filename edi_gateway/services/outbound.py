@@ -384,7 +384,8 @@ class OutboundService:
     def _publish_events(self, plans: list[_Plan]) -> None:
         events: list[tuple[_Plan, StatusEvent]] = []
         for plan in plans:
-            events += [(plan, e) for e in self._events_for(plan)]
+            if plan.state:  # a plan requeued before any outcome has nothing to report yet
+                events += [(plan, e) for e in self._events_for(plan)]
         if not events:
             return
         exchange = self._d.names.events_exchange
