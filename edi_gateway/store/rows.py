@@ -1,0 +1,242 @@
+"""Conversions between records and table rows (plain dicts in, ``Row`` objects out)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from edi_gateway.domain.model import ReceiverKind
+from edi_gateway.domain.states import MessageState, RequestState
+from edi_gateway.errors import Problem
+from edi_gateway.store.records import (
+    EventKind,
+    EventRecord,
+    MessageRecord,
+    NewMessage,
+    NewRequest,
+    RequestOutcome,
+    RequestRecord,
+)
+from edi_gateway.store.tables import receiver_key
+
+
+def aware(value: datetime, what: str) -> datetime:
+    """Return ``value`` in UTC; a naive datetime is refused, since its zone would be a guess.
+
+    Raises:
+        ValueError: when ``value`` has no timezone.
+    """
+    if value.tzinfo is None:
+        raise ValueError(f"{what} must be timezone-aware")
+    return value.astimezone(UTC)
+
+
+def problems_json(problems: tuple[Problem, ...]) -> list[dict[str, str]]:
+    """Return the JSON form of ``problems``."""
+    return [p.as_dict() for p in problems]
+
+
+def problems_from_json(data: Any) -> tuple[Problem, ...]:
+    """Rebuild ``Problem`` objects from their JSON form."""
+    return tuple(Problem(d["code"], d["reason"], d.get("field")) for d in data or ())
+
+
+def request_row(request: NewRequest, now: datetime) -> dict[str, Any]:
+    """Return the ``requests`` row of a new request."""
+    return {
+        "ref": request.ref,
+        "request_id": request.request_id,
+        "state": RequestState(request.state).value,
+        "received_at": aware(request.received_at, "received_at"),
+        "updated_at": now,
+        "content_type": request.content_type,
+        "body": request.body,
+        "samhandlingspunkt": request.samhandlingspunkt,
+        "consent": request.consent,
+        "send_to_fastlege": request.send_to_fastlege,
+        "kommunenummer": request.kommunenummer,
+        "sender_unit_her_id": request.sender_unit_her_id,
+        "problems": problems_json(request.problems),
+        "amqp_message_id": request.amqp_message_id,
+        "amqp_correlation_id": request.amqp_correlation_id,
+    }
+
+
+def message_row(message: NewMessage, request_ref: str, now: datetime) -> dict[str, Any]:
+    """Return the ``messages`` row of a new message, in state ``queued``."""
+    deadline = message.deadline_at
+    return {
+        "msg_id": message.msg_id,
+        "request_ref": request_ref,
+        "receiver_kind": ReceiverKind(message.receiver_kind).value,
+        "receiver_org_her_id": message.receiver_org_her_id,
+        "receiver_her_id": message.receiver_her_id,
+        "receiver_key": receiver_key(message.receiver_her_id, message.conversation_ref),
+        "receiver_name": message.receiver_name,
+        "queue": message.queue,
+        "kommunenummer": message.kommunenummer,
+        "state": MessageState.QUEUED.value,
+        "signed_xml": message.signed_xml,
+        "msg_type": message.msg_type,
+        "created_at": now,
+        "updated_at": now,
+        "sent_at": None,
+        "attempts": 0,
+        "conversation_ref": message.conversation_ref,
+        "deadline_at": aware(deadline, "deadline_at") if deadline is not None else None,
+    }
+
+
+def event_row(
+    *,
+    request_ref: str,
+    msg_id: str | None,
+    from_state: str | None,
+    to_state: str,
+    at: datetime,
+    actor: str,
+    reason: str,
+    details: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Return an ``events`` row; the kind follows from whether a message is named."""
+    return {
+        "request_ref": request_ref,
+        "msg_id": msg_id,
+        "kind": (EventKind.MESSAGE if msg_id else EventKind.REQUEST).value,
+        "from_state": from_state,
+        "to_state": to_state,
+        "at": at,
+        "actor": actor,
+        "reason": reason,
+        "details": dict(details) if details is not None else None,
+    }
+
+
+def outcome_rows(
+    outcomes: Sequence[RequestOutcome], *, now: datetime, actor: str
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
+    """Return the request, message and event rows of a batch of outcomes."""
+    request_rows: list[dict[str, Any]] = []
+    message_rows: list[dict[str, Any]] = []
+    event_rows: list[dict[str, Any]] = []
+    for outcome in outcomes:
+        request = outcome.request
+        request_rows.append(request_row(request, now))
+        event_rows += request_events(outcome, now=now, actor=actor)
+        for message in outcome.messages:
+            message_rows.append(message_row(message, request.ref, now))
+            event_rows.append(
+                event_row(
+                    request_ref=request.ref,
+                    msg_id=message.msg_id,
+                    from_state=None,
+                    to_state=MessageState.QUEUED.value,
+                    at=now,
+                    actor=actor,
+                    reason="message built, signed and stored",
+                )
+            )
+    return request_rows, message_rows, event_rows
+
+
+def request_events(outcome: RequestOutcome, *, now: datetime, actor: str) -> list[dict[str, Any]]:
+    """Return a new request's events: ``None → received`` at its arrival, then ``received →`` its state."""
+    request = outcome.request
+    received_at = min(aware(request.received_at, "received_at"), now)
+    out = [
+        event_row(
+            request_ref=request.ref,
+            msg_id=None,
+            from_state=None,
+            to_state=RequestState.RECEIVED.value,
+            at=received_at,
+            actor=actor,
+            reason="request received",
+        )
+    ]
+    if request.state != RequestState.RECEIVED:
+        details = {"problems": problems_json(request.problems)} if request.problems else None
+        out.append(
+            event_row(
+                request_ref=request.ref,
+                msg_id=None,
+                from_state=RequestState.RECEIVED.value,
+                to_state=RequestState(request.state).value,
+                at=now,
+                actor=actor,
+                reason=request.reason,
+                details=details,
+            )
+        )
+    return out
+
+
+def request_record(row: sa.Row[Any]) -> RequestRecord:
+    """Rebuild a ``RequestRecord`` from a ``requests`` row."""
+    m = row._mapping
+    return RequestRecord(
+        ref=m["ref"],
+        request_id=m["request_id"],
+        state=RequestState(m["state"]),
+        received_at=m["received_at"],
+        updated_at=m["updated_at"],
+        content_type=m["content_type"],
+        body=bytes(m["body"]),
+        samhandlingspunkt=m["samhandlingspunkt"],
+        consent=m["consent"],
+        send_to_fastlege=m["send_to_fastlege"],
+        kommunenummer=m["kommunenummer"],
+        sender_unit_her_id=m["sender_unit_her_id"],
+        problems=problems_from_json(m["problems"]),
+        amqp_message_id=m["amqp_message_id"],
+        amqp_correlation_id=m["amqp_correlation_id"],
+    )
+
+
+def message_record(row: sa.Row[Any]) -> MessageRecord:
+    """Rebuild a ``MessageRecord`` from a ``messages`` row."""
+    m = row._mapping
+    return MessageRecord(
+        msg_id=m["msg_id"],
+        request_ref=m["request_ref"],
+        receiver_kind=ReceiverKind(m["receiver_kind"]),
+        receiver_org_her_id=m["receiver_org_her_id"],
+        receiver_her_id=m["receiver_her_id"],
+        receiver_key=m["receiver_key"],
+        receiver_name=m["receiver_name"],
+        queue=m["queue"],
+        kommunenummer=m["kommunenummer"],
+        state=MessageState(m["state"]),
+        signed_xml=bytes(m["signed_xml"]),
+        msg_type=m["msg_type"],
+        created_at=m["created_at"],
+        updated_at=m["updated_at"],
+        sent_at=m["sent_at"],
+        attempts=m["attempts"],
+        conversation_ref=m["conversation_ref"],
+        deadline_at=m["deadline_at"],
+    )
+
+
+def event_record(row: sa.Row[Any]) -> EventRecord:
+    """Rebuild an ``EventRecord`` from an ``events`` row, states typed by the event's kind."""
+    m = row._mapping
+    kind = EventKind(m["kind"])
+    state_type: type[RequestState] | type[MessageState] = (
+        RequestState if kind is EventKind.REQUEST else MessageState
+    )
+    return EventRecord(
+        id=m["id"],
+        request_ref=m["request_ref"],
+        msg_id=m["msg_id"],
+        kind=kind,
+        from_state=state_type(m["from_state"]) if m["from_state"] is not None else None,
+        to_state=state_type(m["to_state"]),
+        at=m["at"],
+        actor=m["actor"],
+        reason=m["reason"],
+        details=m["details"],
+    )

@@ -1,0 +1,365 @@
+"""The store's API: batched writes and the look-ups the use cases need, on SQLite or PostgreSQL.
+
+Synchronous and thread-safe: every call takes a connection from the engine's pool for its own
+transaction. Writes are batched (one transaction per batch of outcomes or transitions) because the
+commit, not the statement, is what costs on both databases.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Collection, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import exc
+
+from edi_gateway.domain.model import ReceiverKind
+from edi_gateway.domain.states import MessageState, RequestState
+from edi_gateway.errors import StoreUnavailable
+from edi_gateway.store import rows
+from edi_gateway.store.engine import WRITE_OPTION, create_store_engine, translate_errors
+from edi_gateway.store.errors import DuplicateRequest, MessageNotFound
+from edi_gateway.store.records import (
+    EventRecord,
+    MessageRecord,
+    RequestOutcome,
+    RequestRecord,
+    Transition,
+)
+from edi_gateway.store.tables import UtcDateTime, events, messages, requests
+from edi_gateway.store.transitions import Current, Move, plan_transitions
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+MIGRATION_LOCK_KEY = 0x6564695F6777  # "edi_gw": any constant unique to this application
+
+Clock = Callable[[], datetime]
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Store:
+    """Requests, messages and their event history.
+
+    Build it with ``Store.connect(url)``; call ``migrate()`` once at set-up.
+    """
+
+    def __init__(self, engine: sa.Engine, *, clock: Clock = _utc_now) -> None:
+        """Wrap an engine made by ``create_store_engine``; ``clock`` stamps rows and events."""
+        self._engine = engine
+        self._clock = clock
+
+    @classmethod
+    def connect(cls, url: str, *, clock: Clock = _utc_now) -> Store:
+        """Create a store for a SQLAlchemy URL; no connection is opened until the first call.
+
+        Args:
+            url: ``sqlite:///path`` or ``postgresql+psycopg://user@host/db``.
+            clock: source of "now" (timezone-aware); tests pass a fixed one.
+        """
+        return cls(create_store_engine(url), clock=clock)
+
+    @property
+    def dialect_name(self) -> str:
+        """``sqlite`` or ``postgresql``."""
+        return self._engine.dialect.name
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc_value: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    # -- life cycle ------------------------------------------------------------------------------
+
+    def migrate(self) -> None:
+        """Bring the schema to the newest Alembic revision; a no-op when it is there already.
+
+        Raises:
+            StoreUnavailable: the database cannot be reached.
+        """
+        config = Config()
+        config.set_main_option("script_location", str(MIGRATIONS_DIR))
+        with self._write() as conn:
+            if conn.dialect.name == "postgresql":
+                # Several workers may start at once; one migrates, the others then find head.
+                conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
+            # env.py runs on this connection, so SQLite gets the same pragmas as everything else.
+            config.attributes["connection"] = conn
+            command.upgrade(config, "head")
+
+    def close(self) -> None:
+        """Close every pooled connection."""
+        self._engine.dispose()
+
+    def ping(self) -> None:
+        """Check that the database answers.
+
+        Raises:
+            StoreUnavailable: it does not.
+        """
+        with self._read() as conn:
+            conn.execute(sa.text("SELECT 1"))
+
+    # -- writes ----------------------------------------------------------------------------------
+
+    def save_outcomes(self, outcomes: Sequence[RequestOutcome], *, actor: str) -> None:
+        """Store a batch of new requests with their messages and first events, in one transaction.
+
+        Each request gets the events ``None → received`` and (unless it stays there) ``received →``
+        its state; each message is stored ``queued`` with the event ``None → queued``.
+
+        Raises:
+            DuplicateRequest: a request_id is already stored; nothing of the batch was written.
+            ValueError: the batch names one request_id twice, or a datetime is naive.
+            StoreUnavailable: the database cannot be reached.
+        """
+        if not outcomes:
+            return
+        request_ids = _unique_request_ids(outcomes)
+        now = rows.aware(self._clock(), "the clock's now")
+        request_rows, message_rows, event_rows = rows.outcome_rows(outcomes, now=now, actor=actor)
+        with translate_errors():
+            try:
+                with self._transaction() as conn:
+                    already = _existing_request_ids(conn, request_ids)
+                    if already:
+                        raise DuplicateRequest(already)
+                    conn.execute(requests.insert(), request_rows)
+                    if message_rows:
+                        conn.execute(messages.insert(), message_rows)
+                    conn.execute(events.insert(), event_rows)
+            except exc.IntegrityError:
+                # Another worker may have stored one of these request_ids between check and insert.
+                with self._engine.connect() as conn:
+                    raced = _existing_request_ids(conn, request_ids)
+                if raced:
+                    raise DuplicateRequest(raced) from None
+                raise
+
+    def transition_messages(self, changes: Sequence[Transition], *, actor: str) -> list[str]:
+        """Apply the allowed state changes of a batch in one transaction; return the msg_ids changed.
+
+        A change applies when ``can_transition(current, to_state)`` holds and, if ``expected_from``
+        is given, the message is in exactly that state; others (and unknown msg_ids) are skipped.
+        Each applied change writes an event row, sets ``sent_at`` when reaching ``sent`` and adds
+        one to ``attempts`` when ``count_attempt``. Two workers racing on one message: one wins.
+
+        Raises:
+            StoreUnavailable: the database cannot be reached.
+        """
+        if not changes:
+            return []
+        now = rows.aware(self._clock(), "the clock's now")
+        with self._write() as conn:
+            plan = plan_transitions(
+                changes, _lock_messages(conn, {c.msg_id for c in changes}), now=now, actor=actor
+            )
+            if plan.moves:
+                moved = conn.execute(_MOVE, [_move_params(i, m, now) for i, m in plan.moves.items()]).rowcount
+                if moved != len(plan.moves):
+                    # Cannot happen while every writer locks first; roll back rather than half-apply.
+                    raise StoreUnavailable("message states changed under a lock; retry the batch")
+                conn.execute(events.insert(), plan.events)
+        return plan.changed
+
+    def record_message_event(
+        self, msg_id: str, *, actor: str, reason: str, details: dict[str, Any] | None = None
+    ) -> None:
+        """Add an event to a message's history without changing its state (e.g. a publish attempt).
+
+        The event has no ``from_state``; its ``to_state`` is the state the message is in.
+
+        Raises:
+            MessageNotFound: no message has this msg_id.
+            StoreUnavailable: the database cannot be reached.
+        """
+        with self._write() as conn:
+            found = conn.execute(
+                sa.select(messages.c.state, messages.c.request_ref).where(messages.c.msg_id == msg_id)
+            ).first()
+            if found is None:
+                raise MessageNotFound(msg_id)
+            conn.execute(
+                events.insert(),
+                [
+                    rows.event_row(
+                        request_ref=found.request_ref,
+                        msg_id=msg_id,
+                        from_state=None,
+                        to_state=found.state,
+                        at=rows.aware(self._clock(), "the clock's now"),
+                        actor=actor,
+                        reason=reason,
+                        details=details,
+                    )
+                ],
+            )
+
+    # -- reads -----------------------------------------------------------------------------------
+
+    def get_request(self, request_id: str) -> RequestRecord | None:
+        """Return the request with this EPR request_id, or None."""
+        return self._one_request(requests.c.request_id == request_id)
+
+    def get_request_by_ref(self, ref: str) -> RequestRecord | None:
+        """Return the request with this internal ref, or None."""
+        return self._one_request(requests.c.ref == ref)
+
+    def get_message(self, msg_id: str) -> MessageRecord | None:
+        """Return the message with this msg_id, or None."""
+        with self._read() as conn:
+            row = conn.execute(sa.select(messages).where(messages.c.msg_id == msg_id)).first()
+        return rows.message_record(row) if row is not None else None
+
+    def messages_for_request(self, request_ref: str) -> list[MessageRecord]:
+        """Return a request's messages, oldest first; of one batch, the kommune's before the fastlege's."""
+        kommune_first = sa.case((messages.c.receiver_kind == ReceiverKind.KOMMUNE.value, 0), else_=1)
+        query = (
+            sa.select(messages)
+            .where(messages.c.request_ref == request_ref)
+            .order_by(messages.c.created_at, kommune_first, messages.c.receiver_her_id, messages.c.msg_id)
+        )
+        return self._messages(query)
+
+    def messages_in_state(
+        self, states: Collection[MessageState], *, older_than: datetime | None = None, limit: int = 1000
+    ) -> list[MessageRecord]:
+        """Return messages in any of ``states``, longest unchanged first.
+
+        Args:
+            states: the states wanted.
+            older_than: only messages whose last state change (``updated_at``) is before this instant.
+            limit: at most this many.
+        """
+        if not states:
+            return []
+        query = sa.select(messages).where(messages.c.state.in_([MessageState(s).value for s in states]))
+        if older_than is not None:
+            query = query.where(messages.c.updated_at < rows.aware(older_than, "older_than"))
+        return self._messages(query.order_by(messages.c.updated_at, messages.c.msg_id).limit(limit))
+
+    def events_for_request(self, request_ref: str) -> list[EventRecord]:
+        """Return the events of a request and of its messages, in time order."""
+        return self._events(events.c.request_ref == request_ref)
+
+    def events_for_message(self, msg_id: str) -> list[EventRecord]:
+        """Return the events of one message, in time order."""
+        return self._events(events.c.msg_id == msg_id)
+
+    def count_requests(self, state: RequestState | None = None) -> int:
+        """Return how many requests are stored (in ``state``, when given)."""
+        query = sa.select(sa.func.count()).select_from(requests)
+        if state is not None:
+            query = query.where(requests.c.state == RequestState(state).value)
+        return self._scalar_int(query)
+
+    def count_messages(self, state: MessageState | str | None = None) -> int:
+        """Return how many messages are stored (in ``state``, when given)."""
+        query = sa.select(sa.func.count()).select_from(messages)
+        if state is not None:
+            query = query.where(messages.c.state == MessageState(state).value)
+        return self._scalar_int(query)
+
+    # -- helpers ---------------------------------------------------------------------------------
+
+    @contextmanager
+    def _read(self) -> Iterator[sa.Connection]:
+        with translate_errors(), self._engine.connect() as conn:
+            yield conn
+
+    @contextmanager
+    def _write(self) -> Iterator[sa.Connection]:
+        with translate_errors(), self._transaction() as conn:
+            yield conn
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sa.Connection]:
+        """A connection in a write transaction, committed when the block ends without error."""
+        with self._engine.connect() as conn:
+            conn.execution_options(**{WRITE_OPTION: True})
+            with conn.begin():
+                yield conn
+
+    def _one_request(self, where: sa.ColumnElement[bool]) -> RequestRecord | None:
+        with self._read() as conn:
+            row = conn.execute(sa.select(requests).where(where)).first()
+        return rows.request_record(row) if row is not None else None
+
+    def _messages(self, query: sa.Select[Any]) -> list[MessageRecord]:
+        with self._read() as conn:
+            return [rows.message_record(r) for r in conn.execute(query)]
+
+    def _events(self, where: sa.ColumnElement[bool]) -> list[EventRecord]:
+        query = sa.select(events).where(where).order_by(events.c.at, events.c.id)
+        with self._read() as conn:
+            return [rows.event_record(r) for r in conn.execute(query)]
+
+    def _scalar_int(self, query: sa.Select[Any]) -> int:
+        with self._read() as conn:
+            return int(conn.execute(query).scalar_one())
+
+
+def _unique_request_ids(outcomes: Sequence[RequestOutcome]) -> list[str]:
+    ids = [o.request.request_id for o in outcomes if o.request.request_id is not None]
+    twice = sorted(i for i, n in Counter(ids).items() if n > 1)
+    if twice:
+        raise ValueError(f"the batch names request_id(s) more than once: {', '.join(twice)}")
+    return ids
+
+
+def _existing_request_ids(conn: sa.Connection, request_ids: Sequence[str]) -> list[str]:
+    if not request_ids:
+        return []
+    query = sa.select(requests.c.request_id).where(requests.c.request_id.in_(request_ids))
+    return [r for r in conn.execute(query).scalars() if r is not None]
+
+
+def _lock_messages(conn: sa.Connection, msg_ids: Collection[str]) -> dict[str, Current]:
+    """Return the current state of each message, row-locked on PostgreSQL until the transaction ends.
+
+    Locks are taken in msg_id order, so two workers locking overlapping batches cannot deadlock.
+    SQLite has no row locks; ``BEGIN IMMEDIATE`` already serialises its writers.
+    """
+    query = (
+        sa.select(messages.c.msg_id, messages.c.state, messages.c.request_ref)
+        .where(messages.c.msg_id.in_(sorted(msg_ids)))
+        .order_by(messages.c.msg_id)
+        .with_for_update()
+    )
+    return {r.msg_id: Current(MessageState(r.state), r.request_ref) for r in conn.execute(query)}
+
+
+# One statement for every row of a batch (executemany): each row moves from the state the
+# transaction locked to its final state; the state guard keeps it race-safe even without the lock.
+_MOVE = (
+    messages.update()
+    .where(messages.c.msg_id == sa.bindparam("m_msg_id"), messages.c.state == sa.bindparam("m_from"))
+    .values(
+        state=sa.bindparam("m_to"),
+        updated_at=sa.bindparam("m_now", type_=UtcDateTime()),
+        sent_at=sa.func.coalesce(sa.bindparam("m_sent_at", type_=UtcDateTime()), messages.c.sent_at),
+        attempts=messages.c.attempts + sa.bindparam("m_attempts", type_=sa.Integer()),
+    )
+)
+
+
+def _move_params(msg_id: str, move: Move, now: datetime) -> dict[str, Any]:
+    return {
+        "m_msg_id": msg_id,
+        "m_from": move.from_state.value,
+        "m_to": move.to_state.value,
+        "m_now": now,
+        "m_sent_at": now if move.sent else None,
+        "m_attempts": move.attempts,
+    }

@@ -1,0 +1,136 @@
+"""The schema: SQLAlchemy Core tables, portable between SQLite and PostgreSQL.
+
+This metadata is the reference the Alembic migrations are checked against (``tests/store``); a
+change here needs a new revision in ``migrations/versions``.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.engine import Dialect
+
+# Explicit constraint names, so a migration can address every constraint by name on both databases.
+NAMING_CONVENTION: dict[str, str] = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+UUID_LEN = 36
+STATE_LEN = 32
+
+
+class UtcDateTime(sa.types.TypeDecorator[datetime]):
+    """A timezone-aware UTC datetime on every database.
+
+    SQLite keeps datetimes as text without an offset, so values are stored as naive UTC there and
+    get their UTC zone back on read; PostgreSQL keeps ``timestamptz`` and returns aware values.
+    """
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        """Refuse naive datetimes (their zone is a guess) and store the UTC instant."""
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("the store keeps timezone-aware datetimes only")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        """Return an aware UTC datetime whatever the database handed back."""
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def json_type() -> sa.types.TypeEngine[Any]:
+    """JSON on SQLite, JSONB on PostgreSQL (indexable, compact)."""
+    return sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
+
+
+def event_id_type() -> sa.types.TypeEngine[int]:
+    """BIGINT identity on PostgreSQL; SQLite only autoincrements an ``INTEGER PRIMARY KEY``."""
+    return sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+
+metadata = sa.MetaData(naming_convention=NAMING_CONVENTION)
+
+requests = sa.Table(
+    "requests",
+    metadata,
+    sa.Column("ref", sa.String(UUID_LEN), primary_key=True),
+    sa.Column("request_id", sa.String(UUID_LEN), nullable=True, unique=True),
+    sa.Column("state", sa.String(STATE_LEN), nullable=False),
+    sa.Column("received_at", UtcDateTime(), nullable=False),
+    sa.Column("updated_at", UtcDateTime(), nullable=False),
+    sa.Column("content_type", sa.String(255), nullable=False),
+    sa.Column("body", sa.LargeBinary(), nullable=False),
+    sa.Column("samhandlingspunkt", sa.SmallInteger(), nullable=True),
+    sa.Column("consent", sa.Boolean(), nullable=True),
+    sa.Column("send_to_fastlege", sa.Boolean(), nullable=True),
+    sa.Column("kommunenummer", sa.String(4), nullable=True),
+    sa.Column("sender_unit_her_id", sa.BigInteger(), nullable=True),
+    sa.Column("problems", json_type(), nullable=False),
+    sa.Column("amqp_message_id", sa.String(255), nullable=True),
+    sa.Column("amqp_correlation_id", sa.String(255), nullable=True),
+    sa.Index(None, "state", "received_at"),
+)
+
+messages = sa.Table(
+    "messages",
+    metadata,
+    sa.Column("msg_id", sa.String(UUID_LEN), primary_key=True),
+    sa.Column("request_ref", sa.String(UUID_LEN), sa.ForeignKey("requests.ref"), nullable=False),
+    sa.Column("receiver_kind", sa.String(16), nullable=False),
+    sa.Column("receiver_org_her_id", sa.BigInteger(), nullable=False),
+    sa.Column("receiver_her_id", sa.BigInteger(), nullable=False),
+    # "<receiver_her_id>/<conversation_ref or ->": NULL never equals NULL in a UNIQUE constraint,
+    # so a nullable conversation_ref in the key would let one request get two first messages.
+    sa.Column("receiver_key", sa.String(100), nullable=False),
+    sa.Column("receiver_name", sa.String(500), nullable=False),
+    sa.Column("queue", sa.String(255), nullable=False),
+    sa.Column("kommunenummer", sa.String(4), nullable=True),
+    sa.Column("state", sa.String(STATE_LEN), nullable=False),
+    sa.Column("signed_xml", sa.LargeBinary(), nullable=False),
+    sa.Column("msg_type", sa.String(64), nullable=False),
+    sa.Column("created_at", UtcDateTime(), nullable=False),
+    sa.Column("updated_at", UtcDateTime(), nullable=False),
+    sa.Column("sent_at", UtcDateTime(), nullable=True),
+    sa.Column("attempts", sa.Integer(), nullable=False),
+    sa.Column("conversation_ref", sa.String(UUID_LEN), nullable=True),
+    sa.Column("deadline_at", UtcDateTime(), nullable=True),
+    # Its index (request_ref first) also serves messages_for_request; no separate index needed.
+    sa.UniqueConstraint("request_ref", "receiver_key"),
+    sa.Index(None, "state", "updated_at"),
+)
+
+events = sa.Table(
+    "events",
+    metadata,
+    sa.Column("id", event_id_type(), primary_key=True, autoincrement=True),
+    sa.Column("request_ref", sa.String(UUID_LEN), sa.ForeignKey("requests.ref"), nullable=False),
+    sa.Column("msg_id", sa.String(UUID_LEN), sa.ForeignKey("messages.msg_id"), nullable=True),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("from_state", sa.String(STATE_LEN), nullable=True),
+    sa.Column("to_state", sa.String(STATE_LEN), nullable=False),
+    sa.Column("at", UtcDateTime(), nullable=False),
+    sa.Column("actor", sa.String(255), nullable=False),
+    sa.Column("reason", sa.Text(), nullable=False),
+    sa.Column("details", json_type(), nullable=True),
+    sa.Index(None, "request_ref", "at"),
+    sa.Index(None, "msg_id", "at"),
+)
+
+
+def receiver_key(receiver_her_id: int, conversation_ref: str | None) -> str:
+    """Return the key that makes (request, receiver, conversation) unique without NULL in it."""
+    return f"{receiver_her_id}/{conversation_ref or '-'}"
