@@ -29,13 +29,19 @@ from edi_gateway.settings import Settings
 from edi_gateway.transport.publisher import ConfirmingPublisher, Outgoing
 
 PATIENTS = [  # (person number, fastlege?) from the synthetic registers: several kommuner, some with a GP
-    ("23915700969", True), ("07926217857", False), ("18897219545", True), ("04885543095", False),
-    ("43858828997", False), ("08818028386", False),
+    ("23915700969", True),
+    ("07926217857", False),
+    ("18897219545", True),
+    ("04885543095", False),
+    ("43858828997", False),
+    ("08818028386", False),
 ]
 
 
 def _requests(n: int) -> list[bytes]:
-    base = json.loads((resource_dir("fixtures") / "requests" / "kommune-only.json").read_text(encoding="utf-8"))
+    base = json.loads(
+        (resource_dir("fixtures") / "requests" / "kommune-only.json").read_text(encoding="utf-8")
+    )
     bodies = []
     for i in range(n):
         person, fastlege = PATIENTS[i % len(PATIENTS)]
@@ -57,8 +63,14 @@ def main() -> None:
     configure_logging(level="WARNING")
     home = Path(tempfile.mkdtemp(prefix="edi-bench-"))
     prefix = f"bench{uuid.uuid4().hex[:6]}."
-    settings = Settings(home=home, amqp_url=args.amqp_url, database_url=args.database_url, test_mode=True,
-                        queue_prefix=prefix, batch_size=args.batch_size)
+    settings = Settings(
+        home=home,
+        amqp_url=args.amqp_url,
+        database_url=args.database_url,
+        test_mode=True,
+        queue_prefix=prefix,
+        batch_size=args.batch_size,
+    )
     gateway = open_gateway(settings, migrate=True)
     declare_gateway_topology(gateway)
     bodies = _requests(args.requests)
@@ -67,9 +79,17 @@ def main() -> None:
     try:
         started = time.perf_counter()
         with ConfirmingPublisher(settings.amqp_url, name="bench sender") as publisher:
-            outgoing = [Outgoing(exchange="", routing_key=gateway.names.requests, body=b,
-                                 message_id=str(uuid.uuid4()), correlation_id=None,
-                                 content_type="application/json") for b in bodies]
+            outgoing = [
+                Outgoing(
+                    exchange="",
+                    routing_key=gateway.names.requests,
+                    body=b,
+                    message_id=str(uuid.uuid4()),
+                    correlation_id=None,
+                    content_type="application/json",
+                )
+                for b in bodies
+            ]
             publisher.publish_many(outgoing, timeout=120)
         published = time.perf_counter()
         worker.start()
@@ -83,15 +103,21 @@ def main() -> None:
         messages = gateway.store.count_messages()
         print(f"database: {gateway.store.dialect_name}, batch size {args.batch_size}")
         print(f"published {args.requests} requests in {published - started:.2f} s")
-        print(f"processed {args.requests} requests / {messages} signed messages in {elapsed:.2f} s: "
-              f"{args.requests / elapsed:.0f} requests/s, {messages / elapsed:.0f} messages/s")
+        print(
+            f"processed {args.requests} requests / {messages} signed messages in {elapsed:.2f} s: "
+            f"{args.requests / elapsed:.0f} requests/s, {messages / elapsed:.0f} messages/s"
+        )
     finally:
         stop.set()
         worker.join(30)
         connection = pika.BlockingConnection(pika.URLParameters(settings.amqp_url))
         channel = connection.channel()
-        for queue in [gateway.names.requests, gateway.names.requests_dlq,
-                      gateway.names.inbox(settings.our_her_id), *receiver_queues(gateway)]:
+        for queue in [
+            gateway.names.requests,
+            gateway.names.requests_dlq,
+            gateway.names.inbox(settings.our_her_id),
+            *receiver_queues(gateway),
+        ]:
             channel.queue_delete(queue)
         channel.exchange_delete(gateway.names.events_exchange)
         connection.close()

@@ -92,8 +92,14 @@ def send(
     body = file.read_bytes()
     ctype = content_type or ("application/xml" if file.suffix.lower() == ".xml" else "application/json")
     names = Names(settings.queue_prefix)
-    message = Outgoing(exchange="", routing_key=names.requests, body=body, message_id=str(uuid.uuid4()),
-                       correlation_id=None, content_type=ctype)
+    message = Outgoing(
+        exchange="",
+        routing_key=names.requests,
+        body=body,
+        message_id=str(uuid.uuid4()),
+        correlation_id=None,
+        content_type=ctype,
+    )
     try:
         publish_once(settings.amqp_url, message, timeout=settings.confirm_timeout_s)
     except EdiGatewayError as exc:
@@ -103,7 +109,9 @@ def send(
 
 @app.command()
 def demo(
-    timeout: Annotated[float, typer.Option(help="Seconds to wait for every request to reach its outcome.")] = 60,
+    timeout: Annotated[
+        float, typer.Option(help="Seconds to wait for every request to reach its outcome.")
+    ] = 60,
 ) -> None:
     """Run the whole flow on the embedded defaults and print what happened to each request."""
     from edi_gateway.services.demo import run_demo

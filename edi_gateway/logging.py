@@ -65,7 +65,9 @@ def configure_logging(*, level: str = "INFO", stream: TextIO | None = None, json
         cache_logger_on_first_use=False,
     )
     # Libraries (pika, alembic) log through the standard library; keep them quiet and on the same stream.
-    logging.basicConfig(stream=out, level=logging.WARNING, format="%(levelname)s %(name)s %(message)s", force=True)
+    logging.basicConfig(
+        stream=out, level=logging.WARNING, format="%(levelname)s %(name)s %(message)s", force=True
+    )
 
 
 def get_logger(name: str) -> Any:

@@ -20,8 +20,14 @@ pytestmark = pytest.mark.rabbitmq
 
 
 def _run(args: list[str], env: dict[str, str], timeout: float = 180) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "edi_gateway", *args], env=env, capture_output=True, text=True,
-                          timeout=timeout, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "edi_gateway", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
 
 
 @pytest.fixture
@@ -29,8 +35,12 @@ def cli_env(tmp_path: Path, pki_template: Path, amqp_url: str, queue_prefix: str
     """Environment for a CLI run: own home (shared PKI copied in), own queue prefix; queues removed after."""
     home = tmp_path / "home"
     shutil.copytree(pki_template, home / "pki")
-    env = {**os.environ, "EDI_GATEWAY_HOME": str(home), "EDI_GATEWAY_AMQP_URL": amqp_url,
-           "EDI_GATEWAY_QUEUE_PREFIX": queue_prefix}
+    env = {
+        **os.environ,
+        "EDI_GATEWAY_HOME": str(home),
+        "EDI_GATEWAY_AMQP_URL": amqp_url,
+        "EDI_GATEWAY_QUEUE_PREFIX": queue_prefix,
+    }
     env.pop("EDI_GATEWAY_DATABASE_URL", None)
     yield env
     connection = pika.BlockingConnection(pika.URLParameters(amqp_url))
@@ -52,7 +62,9 @@ def test_setup_is_idempotent(cli_env: dict[str, str]) -> None:
     assert "receiver queues" in second.stdout
 
 
-def test_send_publishes_the_file_to_edi_requests(cli_env: dict[str, str], amqp_url: str, queue_prefix: str) -> None:
+def test_send_publishes_the_file_to_edi_requests(
+    cli_env: dict[str, str], amqp_url: str, queue_prefix: str
+) -> None:
     """send puts the file's bytes on edi.requests as application/json."""
     assert _run(["setup"], cli_env).returncode == 0
     example = resource_dir("fixtures") / "requests" / "kommune-only.json"
@@ -81,8 +93,15 @@ def test_demo_runs_the_whole_flow_and_prints_the_table(cli_env: dict[str, str]) 
     result = _run(["demo"], cli_env)
     assert result.returncode == 0, result.stdout + result.stderr
     out = result.stdout
-    for label in ("kommune-only", "kommune-and-fastlege", "fastlege-missing", "no-consent", "outside Telemark",
-                  "invalid: bad checksum", "not JSON"):
+    for label in (
+        "kommune-only",
+        "kommune-and-fastlege",
+        "fastlege-missing",
+        "no-consent",
+        "outside Telemark",
+        "invalid: bad checksum",
+        "not JSON",
+    ):
         assert label in out
     assert len(re.findall(r"-[0-9a-f]{12}\s+sent\b", out)) == 8  # MsgId then state: 6 kommune + 2 fastlege
     assert "routing.kommune_unknown" in out

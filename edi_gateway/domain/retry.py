@@ -34,5 +34,5 @@ class RetryPolicy:
             raise ValueError("attempt counts from 1")
         if attempt >= self.max_attempts:
             return None
-        capped = min(self.max_delay_s, self.base_delay_s * 2 ** (attempt - 1))
+        capped: float = min(self.max_delay_s, self.base_delay_s * 2.0 ** (attempt - 1))
         return capped * (0.5 + jitter / 2)

@@ -1,1 +1,1 @@
-"""Register interfaces (population, Adresseregister, Fastlegeregister) and their fixture-backed implementation."""
+"""Register interfaces (population, Adresseregister, Fastlegeregister) and a fixture-backed implementation."""

@@ -76,7 +76,7 @@ class AddressRegister(Protocol):
         ...
 
     def parent_of(self, her_id: int) -> Virksomhet | None:
-        """Return the virksomhet that owns HER-id ``her_id`` (itself, or the parent of a service/unit/person)."""
+        """Return the virksomhet owning ``her_id``: itself, or the parent of a service, unit or person."""
         ...
 
     def certificate_pem(self, her_id: int) -> bytes | None:

@@ -49,8 +49,12 @@ class FixtureAddressRegister:
         self._by_kommunenummer = {v.kommunenummer: v for v in virksomheter if v.kind == "kommune"}
         self._owner: dict[int, Virksomhet] = {}
         for v in virksomheter:
-            for her_id in (v.her_id, *(s.her_id for s in v.services), *(u.her_id for u in v.units),
-                           *(p.her_id for p in v.persons)):
+            for her_id in (
+                v.her_id,
+                *(s.her_id for s in v.services),
+                *(u.her_id for u in v.units),
+                *(p.her_id for p in v.persons),
+            ):
                 self._owner[her_id] = v
         self._cert_dir = cert_dir
         self._cert_cache: dict[int, bytes] = {}

@@ -103,5 +103,10 @@ def open_gateway(settings: Settings, *, migrate: bool = False) -> Gateway:
 
 def receiver_queues(gateway: Gateway) -> list[str]:
     """Every receiver queue the registers name, with the configured prefix."""
-    return sorted({gateway.names.prefixed(v.queue) for v in gateway.registers.address.all_virksomheter()
-                   if v.her_id != gateway.settings.our_her_id})
+    return sorted(
+        {
+            gateway.names.prefixed(v.queue)
+            for v in gateway.registers.address.all_virksomheter()
+            if v.her_id != gateway.settings.our_her_id
+        }
+    )

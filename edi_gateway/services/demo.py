@@ -46,8 +46,10 @@ def _example(name: str) -> dict[str, Any]:
     return data
 
 
-def _variant(base: dict[str, Any], *, patient_id: str, given: str, family: str, **changes: Any) -> dict[str, Any]:
-    data = json.loads(json.dumps(base))
+def _variant(
+    base: dict[str, Any], *, patient_id: str, given: str, family: str, **changes: Any
+) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(json.dumps(base))
     data["patient"].update({"id": patient_id, "given_name": given, "family_name": family})
     data.update(changes)
     return data
@@ -61,12 +63,31 @@ def demo_cases(run_id: uuid.UUID) -> list[DemoCase]:
         ("kommune-and-fastlege", _example("kommune-and-fastlege")),
         ("fastlege-missing", _example("fastlege-missing")),
         ("no-consent", _example("no-consent")),
-        ("porsgrunn+fastlege", _variant(kommune_only, patient_id="18897219545", given="Tone", family="Lie",
-                                        send_to_fastlege=True, samhandlingspunkt=2)),
-        ("notodden", _variant(kommune_only, patient_id="04885543095", given="Solveig", family="Dahl",
-                              samhandlingspunkt=3)),
-        ("fyresdal (D-nummer)", _variant(kommune_only, patient_id="43858828997", given="Ragnhild", family="Lie")),
-        ("invalid: bad checksum", _variant(kommune_only, patient_id="23915700968", given="Knut", family="Hansen")),
+        (
+            "porsgrunn+fastlege",
+            _variant(
+                kommune_only,
+                patient_id="18897219545",
+                given="Tone",
+                family="Lie",
+                send_to_fastlege=True,
+                samhandlingspunkt=2,
+            ),
+        ),
+        (
+            "notodden",
+            _variant(
+                kommune_only, patient_id="04885543095", given="Solveig", family="Dahl", samhandlingspunkt=3
+            ),
+        ),
+        (
+            "fyresdal (D-nummer)",
+            _variant(kommune_only, patient_id="43858828997", given="Ragnhild", family="Lie"),
+        ),
+        (
+            "invalid: bad checksum",
+            _variant(kommune_only, patient_id="23915700968", given="Knut", family="Hansen"),
+        ),
         ("outside Telemark", _variant(kommune_only, patient_id="17918331999", given="Ola", family="Utenfor")),
         ("not JSON", b"this is not a request"),
     ]
@@ -115,8 +136,14 @@ def ensure_broker(settings: Settings, echo: Echo, *, wait_s: float = 90) -> None
 def _publish_cases(settings: Settings, gateway: Gateway, cases: list[DemoCase]) -> None:
     with ConfirmingPublisher(settings.amqp_url, name="edi-gateway demo sender") as publisher:
         outgoing = [
-            Outgoing(exchange="", routing_key=gateway.names.requests, body=c.body, message_id=str(uuid.uuid4()),
-                     correlation_id=c.request_id, content_type="application/json")
+            Outgoing(
+                exchange="",
+                routing_key=gateway.names.requests,
+                body=c.body,
+                message_id=str(uuid.uuid4()),
+                correlation_id=c.request_id,
+                content_type="application/json",
+            )
             for c in cases
         ]
         errors = [e for e in publisher.publish_many(outgoing, timeout=settings.confirm_timeout_s) if e]
@@ -143,7 +170,9 @@ def _table(gateway: Gateway, cases: list[DemoCase]) -> list[list[str]]:
     for case in cases:
         request = gateway.store.get_request(case.request_id) if case.request_id else None
         if request is None:
-            rows.append([case.label, "-", "rejected", "", "", "", "no request_id: see edi.events / the store"])
+            rows.append(
+                [case.label, "-", "rejected", "", "", "", "no request_id: see edi.events / the store"]
+            )
             continue
         short = request.request_id[:8] if request.request_id else "-"
         reason = "; ".join(f"{p.code}: {p.reason}" for p in request.problems)
@@ -151,8 +180,17 @@ def _table(gateway: Gateway, cases: list[DemoCase]) -> list[list[str]]:
         if not messages:
             rows.append([case.label, short, request.state, "", "", "", reason])
         for i, m in enumerate(messages):
-            rows.append([case.label if i == 0 else "", short if i == 0 else "", request.state if i == 0 else "",
-                         f"{m.receiver_name} ({m.receiver_her_id})", m.msg_id, m.state, reason if i == 0 else ""])
+            rows.append(
+                [
+                    case.label if i == 0 else "",
+                    short if i == 0 else "",
+                    request.state if i == 0 else "",
+                    f"{m.receiver_name} ({m.receiver_her_id})",
+                    m.msg_id,
+                    m.state,
+                    reason if i == 0 else "",
+                ]
+            )
     return rows
 
 

@@ -28,7 +28,6 @@ from edi_gateway.domain.events import StatusEvent
 from edi_gateway.domain.model import (
     Contact,
     Notat,
-    Organisation,
     OutboundMessage,
     Patient,
     Receiver,
@@ -83,7 +82,9 @@ class _Plan:
     outcome: RequestOutcome | None = None  # a new request to store
     existing: RequestRecord | None = None  # an idempotent repeat of a stored request
     republish: list[MessageRecord] = field(default_factory=list)
-    message_states: dict[str, tuple[str, int, str]] = field(default_factory=dict)  # msg_id -> state, her, kind
+    message_states: dict[str, tuple[str, int, str]] = field(
+        default_factory=dict
+    )  # msg_id -> state, her, kind
     request_id: str | None = None
     state: str = ""
     problems: tuple[Problem, ...] = ()
@@ -107,15 +108,21 @@ class OutboundDeps:
 class OutboundService:
     """Turns batches of request deliveries into stored, signed, published messages."""
 
-    def __init__(self, deps: OutboundDeps, *, clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-                 retry: RetryPolicy | None = None) -> None:
+    def __init__(
+        self,
+        deps: OutboundDeps,
+        *,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        retry: RetryPolicy | None = None,
+    ) -> None:
         self._d = deps
         self._clock = clock
         self._retry = retry or RetryPolicy()
         our = deps.registers.address.virksomhet(deps.settings.our_her_id)
         if our is None:
             raise EdiGatewayError(
-                f"our HER-id {deps.settings.our_her_id} (EDI_GATEWAY_OUR_HER_ID) is not in the Adresseregister"
+                f"our HER-id {deps.settings.our_her_id} (EDI_GATEWAY_OUR_HER_ID) is not in the "
+                "Adresseregister"
             )
         self._our = our
 
@@ -152,35 +159,51 @@ class OutboundService:
         try:
             return self._plan_request(plan, seen)
         except TransientError as exc:
-            log.warning("transient fault, request requeued", error=type(exc).__name__,
-                        delivery_count=delivery.delivery_count)
+            log.warning(
+                "transient fault, request requeued",
+                error=type(exc).__name__,
+                delivery_count=delivery.delivery_count,
+            )
             plan.disposition = Disposition.REQUEUE
             return plan
-        except Exception as exc:  # noqa: BLE001 - an unclassified fault must not take the batch down
+        except Exception as exc:
             return self._unknown_fault(plan, exc)
 
     def _unknown_fault(self, plan: _Plan, exc: Exception) -> _Plan:
         """Requeue an unclassified fault; on the last delivery the broker allows, park it as failed."""
         delivery = plan.delivery
-        log.error("unexpected fault while planning a request", error=type(exc).__name__,
-                  delivery_count=delivery.delivery_count, exc_info=exc)
+        log.error(
+            "unexpected fault while planning a request",
+            error=type(exc).__name__,
+            delivery_count=delivery.delivery_count,
+            exc_info=exc,
+        )
         if delivery.delivery_count + 1 < self._d.settings.request_delivery_limit:
             plan.disposition = Disposition.REQUEUE
             return plan
         request_id = _valid_uuid(request_id_hint(delivery.body))
-        problem = Problem("gateway.internal_error",
-                          "The gateway could not process the request after several attempts; "
-                          "it is parked for an operator.")
+        problem = Problem(
+            "gateway.internal_error",
+            "The gateway could not process the request after several attempts; it is parked for an operator.",
+        )
         return self._finish(plan, request_id, None, RequestState.FAILED, (), (problem,))
 
     def _plan_request(self, plan: _Plan, seen: dict[str, _Plan]) -> _Plan:
         delivery = plan.delivery
         settings = self._d.settings
         try:
-            request = parse_request(delivery.body, content_type=delivery.content_type,
-                                    max_bytes=settings.max_request_bytes, test_mode=settings.test_mode)
+            request = parse_request(
+                delivery.body,
+                content_type=delivery.content_type,
+                max_bytes=settings.max_request_bytes,
+                test_mode=settings.test_mode,
+            )
         except RequestRejected as exc:
-            hint = _valid_uuid(request_id_hint(delivery.body)) if len(delivery.body) <= settings.max_request_bytes else None
+            hint = (
+                _valid_uuid(request_id_hint(delivery.body))
+                if len(delivery.body) <= settings.max_request_bytes
+                else None
+            )
             return self._rejected_or_repeat(plan, hint, None, exc.problems, seen)
         request_id = str(request.request_id)
         if request_id in seen or self._find_existing(plan, request_id):
@@ -190,16 +213,27 @@ class OutboundService:
         try:
             self._check_sender(request)
             resolution = resolve_receivers(
-                person_id=request.patient.id, kommunenummer=request.patient.kommunenummer,
-                send_to_fastlege=request.send_to_fastlege, registers=self._d.registers, rules=self._d.rules,
+                person_id=request.patient.id,
+                kommunenummer=request.patient.kommunenummer,
+                send_to_fastlege=request.send_to_fastlege,
+                registers=self._d.registers,
+                rules=self._d.rules,
             )
             kommune_name = resolution.receivers[0].organisation.name
-            messages = tuple(self._build(request, r, resolution.kommunenummer, kommune_name)
-                             for r in resolution.receivers)
+            messages = tuple(
+                self._build(request, r, resolution.kommunenummer, kommune_name) for r in resolution.receivers
+            )
         except RequestRejected as exc:
             return self._rejected_or_repeat(plan, request_id, request, exc.problems, seen)
-        return self._finish(plan, request_id, request, RequestState.ROUTED, messages, resolution.problems,
-                            kommunenummer=resolution.kommunenummer)
+        return self._finish(
+            plan,
+            request_id,
+            request,
+            RequestState.ROUTED,
+            messages,
+            resolution.problems,
+            kommunenummer=resolution.kommunenummer,
+        )
 
     def _find_existing(self, plan: _Plan, request_id: str) -> bool:
         existing = self._with_retry(lambda: self._d.store.get_request(request_id))
@@ -223,15 +257,28 @@ class OutboundService:
         plan.republish = [m for m in messages if m.state == MessageState.QUEUED]
         return plan
 
-    def _rejected_or_repeat(self, plan: _Plan, request_id: str | None, request: RequestV1 | None,
-                            problems: Sequence[Problem], seen: dict[str, _Plan]) -> _Plan:
+    def _rejected_or_repeat(
+        self,
+        plan: _Plan,
+        request_id: str | None,
+        request: RequestV1 | None,
+        problems: Sequence[Problem],
+        seen: dict[str, _Plan],
+    ) -> _Plan:
         if request_id is not None and (request_id in seen or self._find_existing(plan, request_id)):
             return self._repeat(plan, request_id, seen)
         return self._finish(plan, request_id, request, RequestState.REJECTED, (), tuple(problems))
 
-    def _finish(self, plan: _Plan, request_id: str | None, request: RequestV1 | None, state: RequestState,
-                messages: tuple[NewMessage, ...], problems: tuple[Problem, ...],
-                kommunenummer: str | None = None) -> _Plan:
+    def _finish(
+        self,
+        plan: _Plan,
+        request_id: str | None,
+        request: RequestV1 | None,
+        state: RequestState,
+        messages: tuple[NewMessage, ...],
+        problems: tuple[Problem, ...],
+        kommunenummer: str | None = None,
+    ) -> _Plan:
         d = plan.delivery
         plan.request_id, plan.state, plan.problems = request_id, state.value, problems
         plan.outcome = RequestOutcome(
@@ -260,18 +307,24 @@ class OutboundService:
         unit = request.sender.unit_her_id
         if unit is None or unit == self._our.her_id or any(u.her_id == unit for u in self._our.units):
             return
-        raise RequestRejected([Problem(
-            "sender.unit_unknown",
-            f"HER-id {unit} is not a unit of {self._our.organisation.name} in the Adresseregister.",
-            "sender.unit_her_id",
-        )])
+        raise RequestRejected(
+            [
+                Problem(
+                    "sender.unit_unknown",
+                    f"HER-id {unit} is not a unit of {self._our.organisation.name} in the Adresseregister.",
+                    "sender.unit_her_id",
+                )
+            ]
+        )
 
     def _sender(self, request: RequestV1) -> Sender:
         unit_her_id = request.sender.unit_her_id or self._d.settings.default_unit_her_id
         unit = next((u for u in self._our.units if u.her_id == unit_her_id), None)
         return Sender(organisation=self._our.organisation, unit=unit)
 
-    def _build(self, request: RequestV1, receiver: Receiver, kommunenummer: str, kommune_name: str) -> NewMessage:
+    def _build(
+        self, request: RequestV1, receiver: Receiver, kommunenummer: str, kommune_name: str
+    ) -> NewMessage:
         rules = self._d.rules
         contact = request.sender.contact
         msg_id = str(uuid.uuid4())
@@ -294,7 +347,9 @@ class OutboundService:
                 text=render_assessment(request, kommune_name=kommune_name),
                 contact=Contact(contact.name, contact.role, contact.phone),
                 contact_role=rules.message.contact_role.to_coded(),
-                receiver_contact=rules.contact_for_service(receiver.service.code) if receiver.service else None,
+                receiver_contact=rules.contact_for_service(receiver.service.code)
+                if receiver.service
+                else None,
             ),
         )
         root = build_msghead(message)
@@ -302,9 +357,14 @@ class OutboundService:
             validate_msghead(root)
         except XmlRejected as exc:  # our own builder produced an invalid message: a defect, not the sender's
             log.error("built message failed schema validation", msg_id=msg_id, error=str(exc))
-            raise RequestRejected([Problem(
-                "message.invalid", "The gateway could not build a schema-valid message; an operator must look."
-            )]) from exc
+            raise RequestRejected(
+                [
+                    Problem(
+                        "message.invalid",
+                        "The gateway could not build a schema-valid message; an operator must look.",
+                    )
+                ]
+            ) from exc
         return NewMessage(
             msg_id=msg_id,
             receiver_kind=receiver.kind.value,
@@ -346,9 +406,15 @@ class OutboundService:
         if not work:
             return
         outgoing = [
-            Outgoing(exchange="", routing_key=m.queue, body=m.signed_xml, message_id=m.msg_id,
-                     correlation_id=plan.request_id, content_type=XML,
-                     headers=self._headers(m.msg_id, m.receiver_her_id, m.msg_type))
+            Outgoing(
+                exchange="",
+                routing_key=m.queue,
+                body=m.signed_xml,
+                message_id=m.msg_id,
+                correlation_id=plan.request_id,
+                content_type=XML,
+                headers=self._headers(m.msg_id, m.receiver_her_id, m.msg_type),
+            )
             for plan, m in work
         ]
         results = self._d.publisher.publish_many(outgoing, timeout=self._d.settings.confirm_timeout_s)
@@ -358,15 +424,33 @@ class OutboundService:
             plan.message_states[msg_id] = (MessageState.QUEUED.value, her_id, kind)
             if error is None:
                 plan.message_states[msg_id] = (MessageState.SENT.value, her_id, kind)
-                transitions.append(Transition(msg_id, MessageState.SENT, "broker confirmed the publish",
-                                              expected_from=MessageState.QUEUED, count_attempt=True))
+                transitions.append(
+                    Transition(
+                        msg_id,
+                        MessageState.SENT,
+                        "broker confirmed the publish",
+                        expected_from=MessageState.QUEUED,
+                        count_attempt=True,
+                    )
+                )
             elif isinstance(error, Unroutable):
                 plan.message_states[msg_id] = (MessageState.FAILED.value, her_id, kind)
-                transitions.append(Transition(msg_id, MessageState.FAILED, f"broker has no queue: {error}",
-                                              expected_from=MessageState.QUEUED, count_attempt=True))
+                transitions.append(
+                    Transition(
+                        msg_id,
+                        MessageState.FAILED,
+                        f"broker has no queue: {error}",
+                        expected_from=MessageState.QUEUED,
+                        count_attempt=True,
+                    )
+                )
             else:
-                log.warning("publish not confirmed, request requeued", msg_id=msg_id,
-                            request_id=plan.request_id, error=type(error).__name__)
+                log.warning(
+                    "publish not confirmed, request requeued",
+                    msg_id=msg_id,
+                    request_id=plan.request_id,
+                    error=type(error).__name__,
+                )
                 plan.disposition = Disposition.REQUEUE
         if transitions:
             try:
@@ -378,8 +462,12 @@ class OutboundService:
                     plan.disposition = Disposition.REQUEUE
 
     def _headers(self, msg_id: str, receiver_her_id: int, msg_type: str) -> dict[str, str | int]:
-        return {"msg_id": msg_id, "msg_type": msg_type, "sender_her_id": self._our.her_id,
-                "receiver_her_id": receiver_her_id}
+        return {
+            "msg_id": msg_id,
+            "msg_type": msg_type,
+            "sender_her_id": self._our.her_id,
+            "receiver_her_id": receiver_her_id,
+        }
 
     def _publish_events(self, plans: list[_Plan]) -> None:
         events: list[tuple[_Plan, StatusEvent]] = []
@@ -390,10 +478,16 @@ class OutboundService:
             return
         exchange = self._d.names.events_exchange
         outgoing = [
-            Outgoing(exchange=exchange, routing_key=e.routing_key,
-                     body=json.dumps(e.as_json(), ensure_ascii=False).encode(), message_id=str(uuid.uuid4()),
-                     correlation_id=e.request_id, content_type=JSON, mandatory=False,
-                     headers={"state": e.state, **({"msg_id": e.msg_id} if e.msg_id else {})})
+            Outgoing(
+                exchange=exchange,
+                routing_key=e.routing_key,
+                body=json.dumps(e.as_json(), ensure_ascii=False).encode(),
+                message_id=str(uuid.uuid4()),
+                correlation_id=e.request_id,
+                content_type=JSON,
+                mandatory=False,
+                headers={"state": e.state, **({"msg_id": e.msg_id} if e.msg_id else {})},
+            )
             for _, e in events
         ]
         results = self._d.publisher.publish_many(outgoing, timeout=self._d.settings.confirm_timeout_s)
@@ -409,8 +503,10 @@ class OutboundService:
             # A repeat reports every message of the stored request, whatever state it has reached.
             for m in self._d.store.messages_for_request(plan.existing.ref):
                 plan.message_states.setdefault(m.msg_id, (m.state, m.receiver_her_id, m.receiver_kind))
-        events += [StatusEvent(state, now, plan.request_id, msg_id, her_id, kind)
-                   for msg_id, (state, her_id, kind) in plan.message_states.items()]
+        events += [
+            StatusEvent(state, now, plan.request_id, msg_id, her_id, kind)
+            for msg_id, (state, her_id, kind) in plan.message_states.items()
+        ]
         return events
 
     # -- helpers ---------------------------------------------------------------------------------

@@ -30,7 +30,11 @@ class Resolution:
 
 
 def resolve_receivers(
-    *, person_id: str, kommunenummer: str | None, send_to_fastlege: bool, registers: Registers,
+    *,
+    person_id: str,
+    kommunenummer: str | None,
+    send_to_fastlege: bool,
+    registers: Registers,
     rules: RoutingRules,
 ) -> Resolution:
     """Resolve the receivers for one patient.
@@ -48,39 +52,59 @@ def resolve_receivers(
     """
     kommunenummer = kommunenummer or registers.population.bosted_kommune(person_id)
     if kommunenummer is None:
-        raise RequestRejected([Problem(
-            "routing.bosted_unknown",
-            "The population register has no bosted kommune for the patient; give patient.kommunenummer.",
-            "patient.kommunenummer",
-        )])
+        raise RequestRejected(
+            [
+                Problem(
+                    "routing.bosted_unknown",
+                    "The population register has no bosted kommune for the patient; "
+                    "give patient.kommunenummer.",
+                    "patient.kommunenummer",
+                )
+            ]
+        )
     kommune = registers.address.kommune(kommunenummer)
     if kommune is None:
-        raise RequestRejected([Problem(
-            "routing.kommune_unknown",
-            f"Kommune {kommunenummer} is not in the Adresseregister this gateway routes to.",
-            "patient.kommunenummer",
-        )])
+        raise RequestRejected(
+            [
+                Problem(
+                    "routing.kommune_unknown",
+                    f"Kommune {kommunenummer} is not in the Adresseregister this gateway routes to.",
+                    "patient.kommunenummer",
+                )
+            ]
+        )
     preference = rules.service_preference(kommunenummer)
     service = choose_service(kommune.services, preference)
     if service is None:
-        raise RequestRejected([Problem(
-            "routing.no_service",
-            f"{kommune.organisation.name} has no service with kodeverk 8663 code "
-            f"{' / '.join(preference)} to receive the message.",
-        )])
+        raise RequestRejected(
+            [
+                Problem(
+                    "routing.no_service",
+                    f"{kommune.organisation.name} has no service with kodeverk 8663 code "
+                    f"{' / '.join(preference)} to receive the message.",
+                )
+            ]
+        )
     receivers = [Receiver(ReceiverKind.KOMMUNE, kommune.organisation, kommune.queue, service=service)]
     problems: list[Problem] = []
     if send_to_fastlege:
         gp = registers.fastlege.fastlege_for(person_id)
         if gp is None:
-            problems.append(Problem(
-                "routing.fastlege_missing",
-                "The Fastlegeregister has no fastlege for the patient; only the kommune gets the message.",
-                "send_to_fastlege",
-            ))
+            problems.append(
+                Problem(
+                    "routing.fastlege_missing",
+                    "The Fastlegeregister has no fastlege for the patient; "
+                    "only the kommune gets the message.",
+                    "send_to_fastlege",
+                )
+            )
         else:
-            receivers.append(Receiver(
-                ReceiverKind.FASTLEGE, gp.legekontor.organisation, gp.legekontor.queue,
-                practitioner=gp.practitioner,
-            ))
+            receivers.append(
+                Receiver(
+                    ReceiverKind.FASTLEGE,
+                    gp.legekontor.organisation,
+                    gp.legekontor.queue,
+                    practitioner=gp.practitioner,
+                )
+            )
     return Resolution(kommunenummer, tuple(receivers), tuple(problems))

@@ -12,8 +12,11 @@ def declare_gateway_topology(gateway: Gateway) -> list[str]:
     settings = gateway.settings
     queues = receiver_queues(gateway)
     declare_topology(
-        settings.amqp_url, gateway.names, delivery_limit=settings.request_delivery_limit,
-        receiver_queues=queues, inbox=gateway.names.inbox(settings.our_her_id),
+        settings.amqp_url,
+        gateway.names,
+        delivery_limit=settings.request_delivery_limit,
+        receiver_queues=queues,
+        inbox=gateway.names.inbox(settings.our_her_id),
     )
     return queues
 
@@ -25,5 +28,7 @@ def run_setup(settings: Settings) -> str:
         queues = declare_gateway_topology(gateway)
     finally:
         gateway.close()
-    return (f"database ready ({gateway.store.dialect_name}); {len(queues)} receiver queues, "
-            f"{gateway.names.requests} and {gateway.names.events_exchange} declared")
+    return (
+        f"database ready ({gateway.store.dialect_name}); {len(queues)} receiver queues, "
+        f"{gateway.names.requests} and {gateway.names.events_exchange} declared"
+    )

@@ -31,13 +31,25 @@ def run_worker(gateway: Gateway, stop: threading.Event, *, ready: threading.Even
     settings = gateway.settings
     actor = worker_actor()
     with ConfirmingPublisher(settings.amqp_url, name=f"edi-gateway publisher {actor}") as publisher:
-        service = OutboundService(OutboundDeps(
-            settings=settings, registers=gateway.registers, rules=gateway.rules, signer=gateway.signer,
-            store=gateway.store, publisher=publisher, names=gateway.names, actor=actor,
-        ))
+        service = OutboundService(
+            OutboundDeps(
+                settings=settings,
+                registers=gateway.registers,
+                rules=gateway.rules,
+                signer=gateway.signer,
+                store=gateway.store,
+                publisher=publisher,
+                names=gateway.names,
+                actor=actor,
+            )
+        )
         consumer = BatchConsumer(
-            settings.amqp_url, gateway.names.requests, prefetch=settings.batch_size * 2,
-            batch_size=settings.batch_size, batch_wait_ms=settings.batch_wait_ms, name=f"edi-gateway {actor}",
+            settings.amqp_url,
+            gateway.names.requests,
+            prefetch=settings.batch_size * 2,
+            batch_size=settings.batch_size,
+            batch_wait_ms=settings.batch_wait_ms,
+            name=f"edi-gateway {actor}",
         )
         log.info("worker started", queue=gateway.names.requests, batch_size=settings.batch_size)
         if ready is not None:

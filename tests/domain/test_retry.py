@@ -9,8 +9,10 @@ from hypothesis import strategies as st
 from edi_gateway.domain.retry import RetryPolicy
 
 
-@pytest.mark.parametrize(("attempt", "jitter", "expected"), [(1, 1.0, 0.2), (2, 1.0, 0.4), (3, 0.0, 0.4),
-                                                             (4, 1.0, 1.6), (5, 1.0, None)])
+@pytest.mark.parametrize(
+    ("attempt", "jitter", "expected"),
+    [(1, 1.0, 0.2), (2, 1.0, 0.4), (3, 0.0, 0.4), (4, 1.0, 1.6), (5, 1.0, None)],
+)
 def test_delay_table(attempt: int, jitter: float, expected: float | None) -> None:
     """Delays double per attempt, jitter scales them between half and full, and attempts run out."""
     policy = RetryPolicy(max_attempts=5, base_delay_s=0.2, max_delay_s=10)

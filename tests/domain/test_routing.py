@@ -28,7 +28,9 @@ DEFAULT = ("KX06", "KD0501", "KP02")
         ((KP02, Service(5, "Hjemmesykepleien 2", "KP02")), ("KP02",), KP02),
     ],
 )
-def test_choose_service(services: tuple[Service, ...], preference: tuple[str, ...], expected: Service | None) -> None:
+def test_choose_service(
+    services: tuple[Service, ...], preference: tuple[str, ...], expected: Service | None
+) -> None:
     """The most preferred code present wins; the first registered service of a code wins ties."""
     assert choose_service(services, preference) == expected
 
@@ -62,5 +64,6 @@ def test_rules_refuse_unknown_keys() -> None:
     """A typo in a rules file is an error, not a silently ignored setting."""
     with pytest.raises(ValueError, match="servce_preference"):
         RoutingRules.from_documents(
-            {"message": _shipped_rules().message.model_dump(), "routing": {"servce_preference": ["KX06"]}}, None
+            {"message": _shipped_rules().message.model_dump(), "routing": {"servce_preference": ["KX06"]}},
+            None,
         )

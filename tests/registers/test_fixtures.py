@@ -24,7 +24,9 @@ def test_every_telemark_kommune_is_registered_with_its_services(registers, share
         found = registers.address.kommune(kommune["kommunenummer"])
         assert found is not None
         assert found.her_id == kommune["her_id"]
-        assert [(s.her_id, s.code) for s in found.services] == [(s["her_id"], s["code"]) for s in kommune["services"]]
+        assert [(s.her_id, s.code) for s in found.services] == [
+            (s["her_id"], s["code"]) for s in kommune["services"]
+        ]
         assert found.queue == f"{kommune['her_id']}_async"
 
 

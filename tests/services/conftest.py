@@ -47,9 +47,14 @@ class RunningGateway:
     def send(self, *bodies: dict[str, Any] | bytes, content_type: str = "application/json") -> None:
         """Publish request bodies to edi.requests (dicts are JSON-encoded)."""
         outgoing = [
-            Outgoing(exchange="", routing_key=self.gateway.names.requests,
-                     body=b if isinstance(b, bytes) else json.dumps(b, ensure_ascii=False).encode(),
-                     message_id=str(uuid.uuid4()), correlation_id=None, content_type=content_type)
+            Outgoing(
+                exchange="",
+                routing_key=self.gateway.names.requests,
+                body=b if isinstance(b, bytes) else json.dumps(b, ensure_ascii=False).encode(),
+                message_id=str(uuid.uuid4()),
+                correlation_id=None,
+                content_type=content_type,
+            )
             for b in bodies
         ]
         with ConfirmingPublisher(self.settings.amqp_url, name="test sender") as publisher:
@@ -70,7 +75,9 @@ class RunningGateway:
 
         def settled() -> bool:
             request = store.get_request(request_id)
-            return request is not None and all(m.state != "queued" for m in store.messages_for_request(request.ref))
+            return request is not None and all(
+                m.state != "queued" for m in store.messages_for_request(request.ref)
+            )
 
         self.wait_for(settled, timeout)
         return store.get_request(request_id)
@@ -89,7 +96,9 @@ class RunningGateway:
         got: list[Delivery] = []
         deadline = time.monotonic() + timeout
         while len(got) < expect and time.monotonic() < deadline:
-            got += drain(self.settings.amqp_url, self.events_queue, max_messages=expect - len(got), timeout=0.5)
+            got += drain(
+                self.settings.amqp_url, self.events_queue, max_messages=expect - len(got), timeout=0.5
+            )
         return [json.loads(d.body) for d in got]
 
 
@@ -97,14 +106,21 @@ def _cleanup(settings: Settings, gateway: Gateway, extra: list[str]) -> None:
     connection = pika.BlockingConnection(pika.URLParameters(settings.amqp_url))
     channel = connection.channel()
     names = gateway.names
-    for queue in [names.requests, names.requests_dlq, names.inbox(settings.our_her_id),
-                  *receiver_queues(gateway), *extra]:
+    for queue in [
+        names.requests,
+        names.requests_dlq,
+        names.inbox(settings.our_her_id),
+        *receiver_queues(gateway),
+        *extra,
+    ]:
         channel.queue_delete(queue)
     channel.exchange_delete(names.events_exchange)
     connection.close()
 
 
-def start_gateway(settings: Settings, customize: Callable[[Gateway], Gateway] | None = None) -> RunningGateway:
+def start_gateway(
+    settings: Settings, customize: Callable[[Gateway], Gateway] | None = None
+) -> RunningGateway:
     """Set up and start a worker for ``settings``; the caller stops it with ``stop_gateway``.
 
     ``customize`` may swap parts of the gateway (e.g. a register that fails) before the worker starts.
@@ -121,8 +137,9 @@ def start_gateway(settings: Settings, customize: Callable[[Gateway], Gateway] | 
     connection.close()
     running = RunningGateway(gateway, settings, events_queue)
     ready = threading.Event()
-    running.thread = threading.Thread(target=run_worker, args=(gateway, running.stop), kwargs={"ready": ready},
-                                      daemon=True)
+    running.thread = threading.Thread(
+        target=run_worker, args=(gateway, running.stop), kwargs={"ready": ready}, daemon=True
+    )
     running.thread.start()
     assert ready.wait(20), "worker did not start"
     return running
@@ -137,13 +154,27 @@ def stop_gateway(running: RunningGateway) -> None:
     running.gateway.close()
 
 
-def make_settings(tmp_path: Path, pki_template: Path, *, amqp_url: str, database_url: str, queue_prefix: str,
-                  **overrides: Any) -> Settings:
+def make_settings(
+    tmp_path: Path,
+    pki_template: Path,
+    *,
+    amqp_url: str,
+    database_url: str,
+    queue_prefix: str,
+    **overrides: Any,
+) -> Settings:
     """Settings for one test: own home (with the shared PKI copied in), database and queue prefix."""
     home = tmp_path / "home"
     shutil.copytree(pki_template, home / "pki")
-    return Settings(home=home, amqp_url=amqp_url, database_url=database_url, test_mode=True,
-                    queue_prefix=queue_prefix, batch_wait_ms=5, **overrides)
+    return Settings(
+        home=home,
+        amqp_url=amqp_url,
+        database_url=database_url,
+        test_mode=True,
+        queue_prefix=queue_prefix,
+        batch_wait_ms=5,
+        **overrides,
+    )
 
 
 def cleanup_gateway(running: RunningGateway) -> None:
@@ -152,11 +183,13 @@ def cleanup_gateway(running: RunningGateway) -> None:
 
 
 @pytest.fixture
-def running(tmp_path: Path, pki_template: Path, amqp_url: str, database_url: str,
-            queue_prefix: str) -> Iterator[RunningGateway]:
+def running(
+    tmp_path: Path, pki_template: Path, amqp_url: str, database_url: str, queue_prefix: str
+) -> Iterator[RunningGateway]:
     """A started gateway on the real RabbitMQ and the parametrized database (SQLite and PostgreSQL)."""
-    settings = make_settings(tmp_path, pki_template, amqp_url=amqp_url, database_url=database_url,
-                             queue_prefix=queue_prefix)
+    settings = make_settings(
+        tmp_path, pki_template, amqp_url=amqp_url, database_url=database_url, queue_prefix=queue_prefix
+    )
     gw = start_gateway(settings)
     try:
         yield gw

@@ -17,9 +17,9 @@ from edi_gateway.errors import BrokerUnavailable
 from edi_gateway.logging import configure_logging
 from edi_gateway.registers.base import Registers
 from edi_gateway.services.context import Gateway, open_gateway
+from edi_gateway.services.demo import demo_cases
 from edi_gateway.services.outbound import OutboundDeps, OutboundService
 from edi_gateway.services.setup import declare_gateway_topology
-from edi_gateway.services.demo import demo_cases
 from edi_gateway.transport.consumer import Delivery, Disposition
 from edi_gateway.transport.publisher import ConfirmingPublisher
 from tests.services.conftest import (
@@ -36,8 +36,16 @@ pytestmark = pytest.mark.rabbitmq
 
 def _delivery(body: dict[str, Any] | bytes, *, count: int = 0) -> Delivery:
     raw = body if isinstance(body, bytes) else json.dumps(body).encode()
-    return Delivery(delivery_tag=1, body=raw, content_type="application/json", message_id=None,
-                    correlation_id=None, headers={}, redelivered=count > 0, delivery_count=count)
+    return Delivery(
+        delivery_tag=1,
+        body=raw,
+        content_type="application/json",
+        message_id=None,
+        correlation_id=None,
+        headers={},
+        redelivered=count > 0,
+        delivery_count=count,
+    )
 
 
 class _BrokenPopulation:
@@ -48,23 +56,32 @@ class _BrokenPopulation:
 
 
 def _with_broken_population(gateway: Gateway) -> Gateway:
-    registers = Registers(population=_BrokenPopulation(), address=gateway.registers.address,
-                          fastlege=gateway.registers.fastlege)
+    registers = Registers(
+        population=_BrokenPopulation(), address=gateway.registers.address, fastlege=gateway.registers.fastlege
+    )
     return dataclasses.replace(gateway, registers=registers)
 
 
 @pytest.fixture
 def direct(tmp_path: Path, pki_template: Path, amqp_url: str, database_url: str, queue_prefix: str):  # type: ignore[no-untyped-def]
     """An OutboundService on the real store and broker, driven by hand (no consumer)."""
-    settings = make_settings(tmp_path, pki_template, amqp_url=amqp_url, database_url=database_url,
-                             queue_prefix=queue_prefix)
+    settings = make_settings(
+        tmp_path, pki_template, amqp_url=amqp_url, database_url=database_url, queue_prefix=queue_prefix
+    )
     gateway = open_gateway(settings, migrate=True)
     declare_gateway_topology(gateway)
     running = RunningGateway(gateway, settings, events_queue=f"{queue_prefix}unused")
     with ConfirmingPublisher(amqp_url, name="test outbound") as publisher:
-        deps = OutboundDeps(settings=settings, registers=gateway.registers, rules=gateway.rules,
-                            signer=gateway.signer, store=gateway.store, publisher=publisher,
-                            names=gateway.names, actor="test")
+        deps = OutboundDeps(
+            settings=settings,
+            registers=gateway.registers,
+            rules=gateway.rules,
+            signer=gateway.signer,
+            store=gateway.store,
+            publisher=publisher,
+            names=gateway.names,
+            actor="test",
+        )
         yield running, deps, publisher
     gateway.close()
     cleanup_gateway(running)
@@ -76,8 +93,9 @@ def test_crash_between_store_and_publish_resends_the_same_bytes(direct, monkeypa
     service = OutboundService(deps)
     request = example("kommune-only")
     real_publish_many = publisher.publish_many
-    monkeypatch.setattr(publisher, "publish_many",
-                        lambda msgs, timeout: [BrokerUnavailable("simulated outage")] * len(msgs))
+    monkeypatch.setattr(
+        publisher, "publish_many", lambda msgs, timeout: [BrokerUnavailable("simulated outage")] * len(msgs)
+    )
     assert service.handle_batch([_delivery(request)]) == [Disposition.REQUEUE]
     stored = deps.store.get_request(request["request_id"])
     (queued,) = deps.store.messages_for_request(stored.ref)
@@ -92,10 +110,14 @@ def test_crash_between_store_and_publish_resends_the_same_bytes(direct, monkeypa
 
 
 def test_unknown_fault_is_requeued_then_parked_as_failed(direct) -> None:  # type: ignore[no-untyped-def]
-    """An unclassified fault requeues the request, and on the last allowed delivery it is recorded as failed."""
+    """An unclassified fault requeues the request; on the last allowed delivery it is recorded as failed."""
     _, deps, _ = direct
-    broken = dataclasses.replace(deps, registers=Registers(
-        population=_BrokenPopulation(), address=deps.registers.address, fastlege=deps.registers.fastlege))
+    broken = dataclasses.replace(
+        deps,
+        registers=Registers(
+            population=_BrokenPopulation(), address=deps.registers.address, fastlege=deps.registers.fastlege
+        ),
+    )
     service = OutboundService(broken)
     request = example("kommune-only")
     assert service.handle_batch([_delivery(request)]) == [Disposition.REQUEUE]
@@ -107,16 +129,25 @@ def test_unknown_fault_is_requeued_then_parked_as_failed(direct) -> None:  # typ
     assert [p.code for p in stored.problems] == ["gateway.internal_error"]
 
 
-def test_poison_request_cannot_loop_forever(tmp_path: Path, pki_template: Path, amqp_url: str,
-                                            sqlite_url: str, queue_prefix: str) -> None:
+def test_poison_request_cannot_loop_forever(
+    tmp_path: Path, pki_template: Path, amqp_url: str, sqlite_url: str, queue_prefix: str
+) -> None:
     """Through the real broker, a request that always fails ends recorded as failed, and the queue empties."""
-    settings = make_settings(tmp_path, pki_template, amqp_url=amqp_url, database_url=sqlite_url,
-                             queue_prefix=queue_prefix, request_delivery_limit=3)
+    settings = make_settings(
+        tmp_path,
+        pki_template,
+        amqp_url=amqp_url,
+        database_url=sqlite_url,
+        queue_prefix=queue_prefix,
+        request_delivery_limit=3,
+    )
     running = start_gateway(settings, customize=_with_broken_population)
     try:
         request = example("kommune-only")
         running.send(request)
-        running.wait_for(lambda: running.gateway.store.get_request(request["request_id"]) is not None, timeout=30)
+        running.wait_for(
+            lambda: running.gateway.store.get_request(request["request_id"]) is not None, timeout=30
+        )
         assert running.gateway.store.get_request(request["request_id"]).state == RequestState.FAILED
         (event,) = running.events(expect=1)
         assert event["state"] == "failed"
@@ -125,13 +156,15 @@ def test_poison_request_cannot_loop_forever(tmp_path: Path, pki_template: Path, 
         cleanup_gateway(running)
 
 
-def test_no_person_number_or_name_reaches_the_logs(tmp_path: Path, pki_template: Path, amqp_url: str,
-                                                   sqlite_url: str, queue_prefix: str) -> None:
+def test_no_person_number_or_name_reaches_the_logs(
+    tmp_path: Path, pki_template: Path, amqp_url: str, sqlite_url: str, queue_prefix: str
+) -> None:
     """Running every demo request through the worker logs ids and states, never a person number or name."""
     buffer = io.StringIO()
     configure_logging(stream=buffer, json=True, level="DEBUG")
-    settings = make_settings(tmp_path, pki_template, amqp_url=amqp_url, database_url=sqlite_url,
-                             queue_prefix=queue_prefix)
+    settings = make_settings(
+        tmp_path, pki_template, amqp_url=amqp_url, database_url=sqlite_url, queue_prefix=queue_prefix
+    )
     running = start_gateway(settings)
     try:
         cases = demo_cases(uuid.uuid4())

@@ -107,22 +107,40 @@ def _reject_cases() -> list[tuple[str, bytes, str, str]]:
     return [
         ("unknown field", variant(lambda d: d.update(extra=1)), "application/json", "schema.unknown_field"),
         ("missing field", variant(lambda d: d.pop("consent")), "application/json", "schema.missing"),
-        ("bad score", variant(lambda d: d["assessment"].update(distress_score=11)), "application/json",
-         "schema.value"),
-        ("bad checksum", variant(lambda d: d["patient"].update(id="07926217858")), "application/json",
-         "person_id.checksum"),
-        ("outside Telemark", variant(lambda d: d["patient"].update(id="17918331999")), "application/json",
-         "routing.kommune_unknown"),
-        ("unknown unit", variant(lambda d: d["sender"].update(unit_her_id=999)), "application/json",
-         "sender.unit_unknown"),
+        (
+            "bad score",
+            variant(lambda d: d["assessment"].update(distress_score=11)),
+            "application/json",
+            "schema.value",
+        ),
+        (
+            "bad checksum",
+            variant(lambda d: d["patient"].update(id="07926217858")),
+            "application/json",
+            "person_id.checksum",
+        ),
+        (
+            "outside Telemark",
+            variant(lambda d: d["patient"].update(id="17918331999")),
+            "application/json",
+            "routing.kommune_unknown",
+        ),
+        (
+            "unknown unit",
+            variant(lambda d: d["sender"].update(unit_her_id=999)),
+            "application/json",
+            "sender.unit_unknown",
+        ),
         ("wrong content type", variant(lambda d: None), "text/plain", "request.content_type"),
     ]
 
 
-@pytest.mark.parametrize(("label", "body", "content_type", "code"), _reject_cases(),
-                         ids=[c[0] for c in _reject_cases()])
-def test_invalid_request_is_rejected_with_code_and_event(running: RunningGateway, label: str, body: bytes,
-                                                        content_type: str, code: str) -> None:
+@pytest.mark.parametrize(
+    ("label", "body", "content_type", "code"), _reject_cases(), ids=[c[0] for c in _reject_cases()]
+)
+def test_invalid_request_is_rejected_with_code_and_event(
+    running: RunningGateway, label: str, body: bytes, content_type: str, code: str
+) -> None:
     """An invalid request ends in state rejected, with a machine-readable code, and an event says so."""
     request_id = json.loads(body)["request_id"]
     running.send(body, content_type=content_type)

@@ -20,8 +20,13 @@ RULES = RoutingRules.from_documents(
 
 
 def _resolve(person_id: str, *, kommunenummer: str | None = None, fastlege: bool = False):  # type: ignore[no-untyped-def]
-    return resolve_receivers(person_id=person_id, kommunenummer=kommunenummer, send_to_fastlege=fastlege,
-                             registers=REGISTERS, rules=RULES)
+    return resolve_receivers(
+        person_id=person_id,
+        kommunenummer=kommunenummer,
+        send_to_fastlege=fastlege,
+        registers=REGISTERS,
+        rules=RULES,
+    )
 
 
 def test_kommune_from_population_register_with_preferred_service() -> None:
@@ -29,7 +34,11 @@ def test_kommune_from_population_register_with_preferred_service() -> None:
     resolution = _resolve("23915700969")
     assert resolution.kommunenummer == "4003"
     (kommune,) = resolution.receivers
-    assert (kommune.kind, kommune.organisation.her_id, kommune.service.her_id) == (ReceiverKind.KOMMUNE, 8100010, 8100011)
+    assert (kommune.kind, kommune.organisation.her_id, kommune.service.her_id) == (
+        ReceiverKind.KOMMUNE,
+        8100010,
+        8100011,
+    )
     assert kommune.queue == "8100010_async"
     assert kommune.addressed_her_id == 8100011
 
@@ -49,7 +58,7 @@ def test_per_kommune_override() -> None:
 def test_fastlege_added_when_asked() -> None:
     """With send_to_fastlege, the GP is addressed at the legekontor's queue."""
     resolution = _resolve("23915700969", fastlege=True)
-    kommune, gp = resolution.receivers
+    _kommune, gp = resolution.receivers
     assert gp.kind == ReceiverKind.FASTLEGE
     assert gp.practitioner.her_id == 8100089 and gp.organisation.her_id == 8100087
     assert gp.addressed_her_id == 8100089 and gp.queue == "8100087_async"
@@ -63,12 +72,15 @@ def test_missing_fastlege_is_a_receiver_problem_and_kommune_still_goes() -> None
     assert [p.code for p in resolution.problems] == ["routing.fastlege_missing"]
 
 
-@pytest.mark.parametrize(("person_id", "kommunenummer", "code"), [
-    ("17918331999", None, "routing.kommune_unknown"),   # lives outside Telemark
-    ("28854505892", None, "routing.kommune_unknown"),   # Oslo
-    ("00000000000", None, "routing.bosted_unknown"),    # not in the population register
-    ("23915700969", "9999", "routing.kommune_unknown"),
-])
+@pytest.mark.parametrize(
+    ("person_id", "kommunenummer", "code"),
+    [
+        ("17918331999", None, "routing.kommune_unknown"),  # lives outside Telemark
+        ("28854505892", None, "routing.kommune_unknown"),  # Oslo
+        ("00000000000", None, "routing.bosted_unknown"),  # not in the population register
+        ("23915700969", "9999", "routing.kommune_unknown"),
+    ],
+)
 def test_unroutable_kommune_rejects(person_id: str, kommunenummer: str | None, code: str) -> None:
     """A kommune the registers cannot route to rejects the request with a clear code."""
     with pytest.raises(RequestRejected) as info:
@@ -78,9 +90,16 @@ def test_unroutable_kommune_rejects(person_id: str, kommunenummer: str | None, c
 
 def test_no_suitable_service_rejects() -> None:
     """A kommune whose services match none of the preferred codes rejects with routing.no_service."""
-    strict = RULES.model_copy(update={"kommuner": {"4032": RULES.routing.model_copy(update={"service_preference": ("KX06",)})}})
+    strict = RULES.model_copy(
+        update={"kommuner": {"4032": RULES.routing.model_copy(update={"service_preference": ("KX06",)})}}
+    )
     with pytest.raises(RequestRejected) as info:
-        resolve_receivers(person_id="43858828997", kommunenummer=None, send_to_fastlege=False,
-                          registers=REGISTERS, rules=strict)
+        resolve_receivers(
+            person_id="43858828997",
+            kommunenummer=None,
+            send_to_fastlege=False,
+            registers=REGISTERS,
+            rules=strict,
+        )
     assert info.value.codes == ["routing.no_service"]
     assert "Fyresdal" in info.value.problems[0].reason

@@ -1,0 +1,547 @@
+"""Acknowledgement rules: what an incoming AppRec does, when a message is overdue, when a receiver is quiet.
+
+Everything here is pure: no I/O and no clock. The acknowledgement service looks up the original
+message and any AppRec already stored under the same id, resolves the AppRec's sender through the
+Adresseregister, asks :func:`decide`, and applies the answer. The overdue sweep passes ``now`` to
+:func:`overdue_actions`; receiver health is a small state machine (:func:`on_overdue`,
+:func:`on_apprec`) whose state the service stores per receiver HER-id.
+
+Nothing in a ``reason`` names a person: reasons carry states, status codes, MsgIds and HER-ids only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import unicodedata
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+from edi_gateway.domain.apprec import KODEVERK_ERROR, AppRec, AppRecError, AppRecParty, AppRecStatus, PartyId
+from edi_gateway.domain.states import TERMINAL_MESSAGE_STATES, MessageState, can_transition
+from edi_gateway.errors import Problem
+
+STANDARD_ACK_DEADLINE = timedelta(hours=96)
+"""The standard time a receiver has to answer a message with an AppRec."""
+
+FINGERPRINT_VERSION = 1
+"""Part of the hashed content, so a future change of what is hashed cannot collide with stored values."""
+
+_STATUS_TO_STATE: dict[AppRecStatus, MessageState] = {
+    AppRecStatus.OK: MessageState.ACKED,
+    AppRecStatus.OK_FEIL_I_DELMELDING: MessageState.ACKED_WITH_ERRORS,
+    AppRecStatus.AVVIST: MessageState.REJECTED_BY_RECEIVER,
+}
+
+# A receiver's free error text may quote the message; an 11-digit run could be a person number.
+_PERSON_NUMBER_LIKE = re.compile(r"(?<!\d)\d{11}(?!\d)")
+_MAX_ERROR_TEXT = 500
+
+
+# --- Correlation -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SentMessage:
+    """What the store knows about the message an AppRec claims to answer.
+
+    Attributes:
+        msg_id: the MsgId we sent.
+        state: the message's state now.
+        receiver_org_her_id: the virksomhet we addressed (``Receiver/Organisation/Ident``).
+        receiver_her_id: the most specific HER-id we addressed (kommune service, fastlege, or the
+            virksomhet itself when nothing more specific was addressed).
+    """
+
+    msg_id: str
+    state: MessageState
+    receiver_org_her_id: int
+    receiver_her_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class KnownAppRec:
+    """An AppRec already stored under the same AppRec id.
+
+    Attributes:
+        apprec_id: its ``Id``.
+        fingerprint: :func:`apprec_fingerprint` of its business content.
+    """
+
+    apprec_id: str
+    fingerprint: str
+
+
+class AckOutcome(StrEnum):
+    """What an incoming AppRec does."""
+
+    DUPLICATE = "duplicate"  # redelivery of an AppRec we already have: nothing to do
+    CONFLICT = "conflict"  # same AppRec id, different content: park and alert
+    UNKNOWN_MESSAGE = "unknown_message"  # answers no message we sent: park
+    WRONG_SENDER = "wrong_sender"  # not from the receiver we addressed: park and alert
+    TRANSITION = "transition"  # the answer lands: move the message to its new state
+    ALREADY_TERMINAL = "already_terminal"  # answered before: record this AppRec, keep the state
+
+
+_PARKED = frozenset({AckOutcome.CONFLICT, AckOutcome.UNKNOWN_MESSAGE, AckOutcome.WRONG_SENDER})
+_ALERTING = frozenset({AckOutcome.CONFLICT, AckOutcome.WRONG_SENDER})
+_ANSWERS = frozenset({AckOutcome.TRANSITION, AckOutcome.ALREADY_TERMINAL})
+
+
+@dataclass(frozen=True, slots=True)
+class AckDecision:
+    """The decision on one incoming AppRec; the service applies it.
+
+    Attributes:
+        kind: what the AppRec does.
+        reason: plain-language reason for the event row, the parked record and the alert (no personal data).
+        to_state: the message's new state (``TRANSITION`` only).
+        steps: the states to move through, in order, from the message's current state to ``to_state``;
+            each step is allowed by ``can_transition``. Usually one step; two (``sent`` first) when the
+            message is still ``queued`` or ``failed``.
+        errors: the AppRec's errors as problems, for storage and the status event (``TRANSITION`` and
+            ``ALREADY_TERMINAL``).
+    """
+
+    kind: AckOutcome
+    reason: str
+    to_state: MessageState | None = None
+    steps: tuple[MessageState, ...] = ()
+    errors: tuple[Problem, ...] = ()
+
+    @property
+    def alert(self) -> bool:
+        """Whether an operator should be alerted: the AppRec is suspicious (conflict, wrong sender)."""
+        return self.kind in _ALERTING
+
+    @property
+    def park(self) -> bool:
+        """Whether the AppRec is parked for an operator instead of being linked to a message."""
+        return self.kind in _PARKED
+
+    @property
+    def record(self) -> bool:
+        """Whether the AppRec is stored as an answer to the original message.
+
+        Exactly these AppRecs are authentic answers from the receiver: feed them to :func:`on_apprec`.
+        """
+        return self.kind in _ANSWERS
+
+
+def decide(
+    apprec: AppRec,
+    *,
+    original: SentMessage | None,
+    previous: KnownAppRec | None,
+    sender_org_her_id: int | None,
+) -> AckDecision:
+    """Decide what an incoming AppRec does.
+
+    The checks run in this order, and the order is part of the rule:
+
+    1. Same AppRec id stored before (``previous``): a redelivery is a no-op (``DUPLICATE``) and a
+       different content under the same id is a ``CONFLICT``. This comes first because AppRecs
+       arrive at least once: the second delivery of an AppRec that already moved its message must
+       not be judged against the state it caused (it would look ``ALREADY_TERMINAL``) or against
+       register data that changed since (it would look like a ``WRONG_SENDER``).
+    2. No original (``UNKNOWN_MESSAGE``): nothing else can be checked without it.
+    3. The sender (``WRONG_SENDER``) before the state: an AppRec from the wrong party must change
+       nothing and must not even be recorded as a late answer to someone else's message.
+    4. The state: a message already answered keeps its answer (``ALREADY_TERMINAL``); any other
+       state takes the answer (``TRANSITION``), see :func:`steps_to`.
+
+    Args:
+        apprec: the parsed AppRec, its signature already checked according to the policy.
+        original: the message with MsgId ``apprec.original_msg_id``, or None when we never sent one.
+        previous: the AppRec stored under ``apprec.id``, or None when this id is new.
+        sender_org_her_id: the virksomhet HER-id the Adresseregister resolves for the AppRec's sender,
+            or None when the register does not know the sender.
+
+    Raises:
+        ValueError: ``previous`` or ``original`` is not the one the AppRec names (a wiring bug).
+    """
+    if previous is not None:
+        return _same_id(apprec, previous)
+    if original is None:
+        return AckDecision(AckOutcome.UNKNOWN_MESSAGE, "OriginalMsgId is not a message we sent")
+    if not _same_id_text(original.msg_id, apprec.original_msg_id):
+        raise ValueError("original is not the message the AppRec's OriginalMsgId names")
+    wrong_sender = sender_mismatch(apprec.sender, original, sender_org_her_id=sender_org_her_id)
+    if wrong_sender is not None:
+        return AckDecision(AckOutcome.WRONG_SENDER, wrong_sender)
+    return _answer(apprec, original)
+
+
+def _same_id(apprec: AppRec, previous: KnownAppRec) -> AckDecision:
+    if not _same_id_text(previous.apprec_id, apprec.id):
+        raise ValueError("previous is not stored under this AppRec's id")
+    if previous.fingerprint == apprec_fingerprint(apprec):
+        return AckDecision(AckOutcome.DUPLICATE, "this AppRec was received before; nothing to do")
+    return AckDecision(
+        AckOutcome.CONFLICT,
+        "an AppRec with this id was received before with different content; nothing was changed",
+    )
+
+
+def sender_mismatch(
+    sender: AppRecParty, original: SentMessage, *, sender_org_her_id: int | None
+) -> str | None:
+    """Return why the AppRec's sender is not the party the original was sent to, or None when it is.
+
+    The virksomhet must be the one we addressed. Below it, an AppRec may name no department or
+    person at all (a kommune often answers as the virksomhet for a message addressed to one of its
+    services); when it names some, the HER-id we addressed must be among them: a kommune AppRec naming
+    the addressed service and the case officer's own HER-id is fine, one naming another service is
+    not. A message addressed to the virksomhet itself accepts any department. Ids typed otherwise
+    (HPR number, organisation number) cannot be compared here and are left to the register lookup.
+
+    Args:
+        sender: the AppRec's ``Sender``.
+        original: the message the AppRec answers.
+        sender_org_her_id: the virksomhet the register resolved for the sender, None when unknown.
+    """
+    if sender_org_her_id is None:
+        return "the AppRec's sender is not in the address register"
+    if sender_org_her_id != original.receiver_org_her_id:
+        return (
+            f"the AppRec comes from virksomhet HER-id {sender_org_her_id}, "
+            f"but the message was sent to HER-id {original.receiver_org_her_id}"
+        )
+    if original.receiver_her_id == original.receiver_org_her_id:
+        return None
+    # The Inst id is dropped too: some systems put the virksomhet there, which says nothing below it.
+    named = sender.her_ids - {original.receiver_org_her_id}
+    if not named or original.receiver_her_id in named:
+        return None
+    return (
+        f"the AppRec names HER-id {', '.join(str(h) for h in sorted(named))} "
+        f"but the message was addressed to HER-id {original.receiver_her_id}"
+    )
+
+
+def _answer(apprec: AppRec, original: SentMessage) -> AckDecision:
+    answered = _STATUS_TO_STATE[apprec.status]
+    errors = apprec_problems(apprec)
+    status = f"AppRec status {int(apprec.status)} ({apprec.status.name})"
+    if original.state in TERMINAL_MESSAGE_STATES:
+        reason = f"{status} recorded; the message was already {original.state.value} and stays so"
+        return AckDecision(AckOutcome.ALREADY_TERMINAL, reason, errors=errors)
+    reason = f"{status}: {original.state.value} → {answered.value}"
+    if original.state in (MessageState.QUEUED, MessageState.FAILED):
+        reason += " (the AppRec proves the receiver got the message)"
+    return AckDecision(
+        AckOutcome.TRANSITION,
+        reason,
+        to_state=answered,
+        steps=steps_to(original.state, answered),
+        errors=errors,
+    )
+
+
+def steps_to(current: MessageState, answered: MessageState) -> tuple[MessageState, ...]:
+    """Return the states a message moves through when an AppRec answer lands, in order.
+
+    ``sent`` and ``overdue`` go straight to the answer (a late AppRec still lands). ``queued`` (the
+    AppRec raced ahead of the broker's confirm) and ``failed`` (we gave up on the publish, yet the
+    broker had delivered it) pass through ``sent`` first: the AppRec is proof of delivery, and hiding
+    the receiver's answer would leave the nurse believing the message never arrived and invite an
+    operator to send it again.
+
+    Args:
+        current: the message's state now; not terminal.
+        answered: the state the AppRec's status means.
+
+    Raises:
+        ValueError: the state machine allows no path (``current`` is terminal).
+    """
+    if can_transition(current, answered):
+        return (answered,)
+    if can_transition(current, MessageState.SENT) and can_transition(MessageState.SENT, answered):
+        return (MessageState.SENT, answered)
+    raise ValueError(f"no path from {current.value} to {answered.value}")
+
+
+def apprec_problems(apprec: AppRec) -> tuple[Problem, ...]:
+    """Return the AppRec's errors as problems, in order, for storage and the status event.
+
+    The code is ``apprec.<V>`` for kodeverk 8221 and ``apprec.<S>.<V>`` for another error kodeverk;
+    the reason is the error's text (``DN``), whitespace-normalised, shortened, with anything that
+    looks like a person number masked. The pointer into the original (``OT``) is left out: it may
+    quote the message.
+    """
+    return tuple(_problem(error) for error in apprec.errors)
+
+
+def _problem(error: AppRecError) -> Problem:
+    code = error.code.strip()
+    kodeverk = error.kodeverk.strip()
+    prefix = "apprec" if kodeverk == KODEVERK_ERROR else f"apprec.{kodeverk}"
+    text = _PERSON_NUMBER_LIKE.sub("***********", _normalise_text(error.text))
+    if len(text) > _MAX_ERROR_TEXT:
+        text = text[: _MAX_ERROR_TEXT - 1] + "…"
+    return Problem(code=f"{prefix}.{code}", reason=text or "the receiver gave no text for this error")
+
+
+# --- Fingerprint -------------------------------------------------------------------------------
+
+
+def apprec_fingerprint(apprec: AppRec) -> str:
+    """Return a stable hash (SHA-256, hex) of the AppRec's business content.
+
+    Hashed: status, errors (code, kodeverk, text, pointer), ``OriginalMsgId/Id`` and the typed ids
+    of both parties. Left out, so that a re-emitted copy of the same answer is still a duplicate:
+    the AppRec's own id (it is the key the fingerprint is compared under), ``GenDate``, the version,
+    party names and roles, and the original's type and issue date (restatements of the message the
+    id already names). Texts are compared after Unicode NFC and whitespace normalisation, the
+    errors as a set (their order carries no meaning), the MsgId case-insensitively (it is a UUID).
+    """
+    content = {
+        "fingerprint_version": FINGERPRINT_VERSION,
+        "status": int(apprec.status),
+        "original_msg_id": apprec.original_msg_id.strip().casefold(),
+        "errors": sorted(_error_content(e) for e in apprec.errors),
+        "sender": _party_content(apprec.sender),
+        "receiver": _party_content(apprec.receiver),
+    }
+    canonical = json.dumps(content, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def _error_content(error: AppRecError) -> list[str]:
+    return [
+        error.kodeverk.strip(),
+        error.code.strip(),
+        _normalise_text(error.text),
+        _normalise_text(error.original_text or ""),
+    ]
+
+
+def _party_content(party: AppRecParty) -> list[list[str | None] | None]:
+    return [_id_content(party.inst), _id_content(party.dept), _id_content(party.person)]
+
+
+def _id_content(party_id: PartyId | None) -> list[str | None] | None:
+    if party_id is None:
+        return None
+    return [party_id.id.strip(), party_id.type.strip() if party_id.type is not None else None]
+
+
+def _normalise_text(text: str) -> str:
+    return " ".join(unicodedata.normalize("NFC", text).split())
+
+
+def _same_id_text(a: str, b: str) -> bool:
+    return a.strip().casefold() == b.strip().casefold()
+
+
+# --- Overdue -----------------------------------------------------------------------------------
+
+
+class OverdueKind(StrEnum):
+    """What the overdue sweep does to one message."""
+
+    MARK_OVERDUE = "mark_overdue"  # move sent → overdue, once
+    RESEND = "resend"  # transport resend: the same stored bytes, the same MsgId
+
+
+@dataclass(frozen=True, slots=True)
+class PendingMessage:
+    """A message still waiting for its AppRec.
+
+    Attributes:
+        msg_id: the MsgId.
+        state: ``sent`` or ``overdue`` (other states get no action).
+        sent_at: when the broker last confirmed it (the latest resend), timezone-aware.
+        first_sent_at: when the broker first confirmed it; the deadline counts from here.
+        resends: transport resends made so far.
+    """
+
+    msg_id: str
+    state: MessageState
+    sent_at: datetime
+    first_sent_at: datetime
+    resends: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class OverdueAction:
+    """One action of the overdue sweep.
+
+    Attributes:
+        msg_id: the message it concerns.
+        kind: mark overdue, or resend.
+        reason: plain-language reason for the event row.
+    """
+
+    msg_id: str
+    kind: OverdueKind
+    reason: str
+
+
+def ack_deadline(sent_at: datetime, *, deadline: timedelta) -> datetime:
+    """Return when the AppRec for a message first sent at ``sent_at`` is due.
+
+    Args:
+        sent_at: when the broker first confirmed the message.
+        deadline: how long the receiver has (``STANDARD_ACK_DEADLINE`` unless configured otherwise).
+    """
+    return sent_at + deadline
+
+
+def overdue_actions(
+    messages: Sequence[PendingMessage],
+    *,
+    now: datetime,
+    deadline: timedelta,
+    resend_after: timedelta | None,
+    max_resends: int,
+) -> list[OverdueAction]:
+    """Return what to do with each pending message at ``now``, in the order given.
+
+    A message in ``sent`` is marked overdue when ``now`` reaches its deadline, counted from the first
+    send (a resend does not give the receiver more time). Before that, when automatic resend is
+    configured, it is resent once ``resend_after`` has passed since its latest send, up to
+    ``max_resends`` times. A message already ``overdue`` gets nothing: it is marked once, and only an
+    AppRec or an operator's replay moves it on. Messages in any other state get nothing either.
+
+    Args:
+        messages: the messages to judge.
+        now: the current time, timezone-aware.
+        deadline: how long a receiver has to answer.
+        resend_after: time after the latest send before a transport resend; None turns resend off.
+        max_resends: the most transport resends per message.
+
+    Raises:
+        ValueError: a naive ``now``, or a non-positive ``deadline``/``resend_after``, or a negative
+            ``max_resends``.
+    """
+    _check_sweep_arguments(now, deadline, resend_after, max_resends)
+    actions = []
+    for message in messages:
+        action = _overdue_action(message, now, deadline, resend_after, max_resends)
+        if action is not None:
+            actions.append(action)
+    return actions
+
+
+def _check_sweep_arguments(
+    now: datetime, deadline: timedelta, resend_after: timedelta | None, max_resends: int
+) -> None:
+    if now.tzinfo is None or now.utcoffset() is None:
+        raise ValueError("now must be timezone-aware")
+    if deadline <= timedelta(0):
+        raise ValueError("deadline must be positive")
+    if resend_after is not None and resend_after <= timedelta(0):
+        raise ValueError("resend_after must be positive")
+    if max_resends < 0:
+        raise ValueError("max_resends must not be negative")
+
+
+def _overdue_action(
+    message: PendingMessage,
+    now: datetime,
+    deadline: timedelta,
+    resend_after: timedelta | None,
+    max_resends: int,
+) -> OverdueAction | None:
+    if message.state != MessageState.SENT:
+        return None
+    if now >= ack_deadline(message.first_sent_at, deadline=deadline):
+        reason = f"no AppRec within {_hours(deadline)} of the first send"
+        return OverdueAction(message.msg_id, OverdueKind.MARK_OVERDUE, reason)
+    if resend_after is None or message.resends >= max_resends or now < message.sent_at + resend_after:
+        return None
+    waited = _hours(resend_after)
+    reason = f"no AppRec {waited} after the latest send; resend {message.resends + 1} of {max_resends}"
+    return OverdueAction(message.msg_id, OverdueKind.RESEND, reason)
+
+
+def _hours(span: timedelta) -> str:
+    hours = span / timedelta(hours=1)
+    return f"{hours:g} h"
+
+
+# --- Receiver health ---------------------------------------------------------------------------
+
+
+class AlertKind(StrEnum):
+    """What an operator alert about a receiver says."""
+
+    RECEIVER_QUIET = "receiver_quiet"
+    RECEIVER_RECOVERED = "receiver_recovered"
+
+
+@dataclass(frozen=True, slots=True)
+class Alert:
+    """An operator alert about a receiver (no personal data).
+
+    Attributes:
+        her_id: the receiver's HER-id.
+        kind: it went quiet, or it answers again.
+        reason: plain-language explanation.
+    """
+
+    her_id: int
+    kind: AlertKind
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class ReceiverHealth:
+    """Whether a receiver answers its messages; start a new receiver as ``ReceiverHealth(her_id)``.
+
+    Attributes:
+        her_id: the receiver's HER-id.
+        consecutive_overdue: messages in a row that went overdue with no AppRec from it in between.
+        quiet: the receiver is considered quiet (the quiet alert was raised, recovery not yet seen).
+    """
+
+    her_id: int
+    consecutive_overdue: int = 0
+    quiet: bool = False
+
+
+def on_overdue(h: ReceiverHealth, *, threshold: int) -> tuple[ReceiverHealth, Alert | None]:
+    """Count one more overdue message of the receiver; alert once when it goes quiet.
+
+    Args:
+        h: the receiver's health before.
+        threshold: overdue messages in a row that make a receiver quiet (at least 1).
+
+    Returns:
+        The new health, and a ``receiver_quiet`` alert on the overdue message that makes the receiver
+        quiet; None otherwise (also for every further overdue message while it stays quiet).
+
+    Raises:
+        ValueError: ``threshold`` is below 1.
+    """
+    if threshold < 1:
+        raise ValueError("threshold must be at least 1")
+    count = h.consecutive_overdue + 1
+    if h.quiet or count < threshold:
+        return ReceiverHealth(h.her_id, count, h.quiet), None
+    alert = Alert(
+        h.her_id,
+        AlertKind.RECEIVER_QUIET,
+        f"{count} messages in a row to HER-id {h.her_id} went overdue without an AppRec",
+    )
+    return ReceiverHealth(h.her_id, count, quiet=True), alert
+
+
+def on_apprec(h: ReceiverHealth) -> tuple[ReceiverHealth, Alert | None]:
+    """Note an AppRec from the receiver: the overdue run ends; alert once if it had gone quiet.
+
+    Any authentic AppRec counts (``AckDecision.record``), a late one for an overdue message too: it
+    shows the receiver's system answers again.
+
+    Returns:
+        The reset health, and a ``receiver_recovered`` alert when the receiver was quiet; else None.
+    """
+    healthy = ReceiverHealth(h.her_id)
+    if not h.quiet:
+        return healthy, None
+    alert = Alert(h.her_id, AlertKind.RECEIVER_RECOVERED, f"HER-id {h.her_id} answers with AppRecs again")
+    return healthy, alert
