@@ -198,7 +198,9 @@ class _Reader:
     def required(self, parent: etree._Element, local: str) -> etree._Element:
         element = self.find(parent, local)
         if element is None:
-            raise XmlRejected(f"the AppRec's {etree.QName(parent).localname} has no {local}", code="T02")
+            name = etree.QName(parent).localname
+            owner = "AppRec" if name == "AppRec" else f"AppRec's {name}"
+            raise XmlRejected(f"the {owner} has no {local}", code="T02")
         return element
 
     def text(self, parent: etree._Element, local: str) -> str:
