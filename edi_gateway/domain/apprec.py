@@ -56,11 +56,16 @@ class AppRecParty:
     dept: PartyId | None = None
     person: PartyId | None = None
     role: str | None = None
+    additional: tuple[PartyId, ...] = ()  # the institution's AdditionalId elements
 
     @property
     def her_ids(self) -> frozenset[int]:
-        """Every HER-id this party names (institution, department, person)."""
-        ids = (self.inst, self.dept, self.person)
+        """Every HER-id this party names (institution, its additional ids, department, person).
+
+        Some senders put the organisasjonsnummer in ``Inst/Id`` and the HER-id only in an
+        ``AdditionalId``; both count.
+        """
+        ids = (self.inst, self.dept, self.person, *self.additional)
         return frozenset(h for h in (i.her_id if i else None for i in ids) if h is not None)
 
 

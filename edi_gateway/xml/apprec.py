@@ -227,7 +227,12 @@ class _Reader:
             dept=self.party_id(self.find(inst, "Dept")),
             person=self.party_id(self.find(inst, "HCPerson")),
             role=role,
+            additional=tuple(self.additional_id(a) for a in self.all(inst, "AdditionalId")),
         )
+
+    def additional_id(self, element: etree._Element) -> PartyId:
+        """``AdditionalId``: its ``Id`` with ``Type/@V``."""
+        return PartyId(self.optional_text(element, "Id") or "", _code(self.find(element, "Type")))
 
     def party_id(self, element: etree._Element | None) -> PartyId | None:
         """``Id`` with its ``TypeId/@V``; None when the element or its Id is absent or empty."""

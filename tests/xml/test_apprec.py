@@ -590,3 +590,17 @@ def _expected(spec: AppRecSpec) -> AppRec:
 def test_build_then_read_round_trips(spec: AppRecSpec) -> None:
     """Any consistent spec builds a schema-valid AppRec v1.1 that reads back to the same facts."""
     assert round_trip(spec) == _expected(spec)
+
+
+def test_additional_ids_count_as_the_party_her_ids(shared_dir: Path) -> None:
+    """NAV's AppRec names its HER-id only in AdditionalId; the parsed sender still carries it."""
+    wrapped = etree.parse(
+        str(shared_dir / "reference/samples/wrapped/isdialogmelding_apprecErrorUkjentMottaker.xml")
+    )
+    inner = next(e for e in wrapped.iter() if isinstance(e.tag, str) and etree.QName(e).localname == "AppRec")
+    apprec = read_apprec(etree.tostring(inner))
+    for party in (apprec.sender, apprec.receiver):
+        assert all(a.id for a in party.additional)
+        typed_her = {int(a.id) for a in party.additional if a.type == "HER" and a.id.isdigit()}
+        assert typed_her <= party.her_ids
+    assert any(party.additional for party in (apprec.sender, apprec.receiver))
