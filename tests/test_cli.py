@@ -5,8 +5,10 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -110,3 +112,37 @@ def test_demo_runs_the_whole_flow_and_prints_the_table(cli_env: dict[str, str]) 
     assert "no_consent" in out
     for person_number in ("23915700969", "07926217857"):
         assert person_number not in out
+
+
+def test_worker_processes_requests_and_stops_cleanly_on_sigterm(cli_env: dict[str, str]) -> None:
+    """The worker consumes a sent request, and SIGTERM ends it with exit code 0 and a stop line."""
+    from edi_gateway.settings import Settings
+    from edi_gateway.store import Store
+
+    assert _run(["setup"], cli_env).returncode == 0
+    env = {**cli_env, "EDI_GATEWAY_TEST_MODE": "true"}  # the example's person number is synthetic
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "edi_gateway", "worker"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        example = resource_dir("fixtures") / "requests" / "kommune-only.json"
+        assert _run(["send", str(example)], cli_env).returncode == 0
+        settings = Settings(home=Path(cli_env["EDI_GATEWAY_HOME"]))
+        store = Store.connect(settings.effective_database_url)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and store.count_messages(state="sent") < 1:
+            time.sleep(0.1)
+        assert store.count_messages(state="sent") == 1
+        store.close()
+        worker.send_signal(signal.SIGTERM)
+        output, _ = worker.communicate(timeout=30)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+    assert worker.returncode == 0, output
+    assert "worker stopped" in output
+    assert "request processed" in output
