@@ -219,9 +219,10 @@ class OutboundService:
                 registers=self._d.registers,
                 rules=self._d.rules,
             )
-            kommune_name = resolution.receivers[0].organisation.name
+            # One text for every receiver of the request: rendered once, not per message.
+            text = render_assessment(request, kommune_name=resolution.receivers[0].organisation.name)
             messages = tuple(
-                self._build(request, r, resolution.kommunenummer, kommune_name) for r in resolution.receivers
+                self._build(request, r, resolution.kommunenummer, text) for r in resolution.receivers
             )
         except RequestRejected as exc:
             return self._rejected_or_repeat(plan, request_id, request, exc.problems, seen)
@@ -323,7 +324,7 @@ class OutboundService:
         return Sender(organisation=self._our.organisation, unit=unit)
 
     def _build(
-        self, request: RequestV1, receiver: Receiver, kommunenummer: str, kommune_name: str
+        self, request: RequestV1, receiver: Receiver, kommunenummer: str, text: str
     ) -> NewMessage:
         rules = self._d.rules
         contact = request.sender.contact
@@ -344,7 +345,7 @@ class OutboundService:
             notat=Notat(
                 tema_kodet=rules.message.tema_kodet.to_coded(),
                 tema=rules.tema(request.samhandlingspunkt),
-                text=render_assessment(request, kommune_name=kommune_name),
+                text=text,
                 contact=Contact(contact.name, contact.role, contact.phone),
                 contact_role=rules.message.contact_role.to_coded(),
                 receiver_contact=rules.contact_for_service(receiver.service.code)
