@@ -2,7 +2,7 @@
 
 ``New*`` objects and ``Transition`` are written by the use cases; ``*Record`` objects are the read
 models, one per row, with every column, timezone-aware UTC datetimes and ``Problem`` objects rebuilt
-from their JSON form.
+from their JSON form. Receiver health is stored and read as ``domain.acks.ReceiverHealth``.
 """
 
 from __future__ import annotations
@@ -13,6 +13,8 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+from edi_gateway.domain.acks import AckOutcome
+from edi_gateway.domain.apprec import AppRecStatus
 from edi_gateway.domain.model import ReceiverKind
 from edi_gateway.domain.states import MessageState, RequestState
 from edi_gateway.errors import Problem
@@ -23,6 +25,20 @@ class EventKind(StrEnum):
 
     REQUEST = "request"
     MESSAGE = "message"
+
+
+class SignatureCheck(StrEnum):
+    """What became of an incoming document's XML signature."""
+
+    VERIFIED = "verified"  # a signature was there and checked against the sender's pinned certificate
+    ABSENT = "absent"  # none was there, and the policy accepts that (e.g. NHN's CMS-protected channels)
+    SKIPPED = "skipped"  # the policy turned checking off
+
+
+class ParkedKind(StrEnum):
+    """What sort of inbound document was parked."""
+
+    APPREC = "apprec"
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +122,7 @@ class Transition:
         details: extra JSON for the event row (codes, HER-ids; no personal data).
         expected_from: apply only when the message is in exactly this state now.
         count_attempt: this change follows a publish attempt; add one to ``attempts``.
+        count_resend: this change is a transport resend (the overdue sweep's); add one to ``resends``.
     """
 
     msg_id: str
@@ -114,6 +131,7 @@ class Transition:
     details: Mapping[str, Any] | None = None
     expected_from: MessageState | None = None
     count_attempt: bool = False
+    count_resend: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,6 +163,8 @@ class MessageRecord:
         receiver_key: the uniqueness key of (receiver, conversation) within the request.
         attempts: how many publish attempts have been recorded.
         sent_at: when the broker last confirmed a publish, if it has.
+        first_sent_at: when the broker first confirmed a publish; the AppRec deadline counts from here.
+        resends: how many transport resends have been recorded.
     """
 
     msg_id: str
@@ -165,6 +185,8 @@ class MessageRecord:
     attempts: int
     conversation_ref: str | None
     deadline_at: datetime | None
+    first_sent_at: datetime | None
+    resends: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,3 +211,115 @@ class EventRecord:
     actor: str
     reason: str
     details: dict[str, Any] | None
+
+
+@dataclass(frozen=True, slots=True)
+class NewAppRec:
+    """An authentic AppRec that answers one of our messages (``AckDecision.record``).
+
+    Only AppRecs correlated with a stored message are kept here; everything else is ``NewParked``.
+
+    Attributes:
+        apprec_id: the AppRec's own ``Id``; unique in the store (at most ``APPREC_ID_MAX_LEN`` characters).
+        msg_id: the stored message it answers, spelled as the store holds it (``MessageRecord.msg_id``),
+            which may differ in case from the AppRec's ``OriginalMsgId``.
+        version: ``"1.0"`` or ``"1.1"``.
+        status: kodeverk 8258.
+        errors: the AppRec's errors as problems (``AckDecision.errors``).
+        fingerprint: ``domain.acks.apprec_fingerprint`` of the AppRec.
+        sender_her_id: the virksomhet the address register resolved for the sender, if it did.
+        outcome: what the AppRec did (``transition`` or ``already_terminal``).
+        reason: the decision's plain-language reason (no personal data).
+        signature: what became of its XML signature.
+        received_at: when the gateway took the delivery (timezone-aware).
+        raw: the document as received, signature included.
+    """
+
+    apprec_id: str
+    msg_id: str
+    version: str
+    status: AppRecStatus
+    errors: tuple[Problem, ...]
+    fingerprint: str
+    sender_her_id: int | None
+    outcome: AckOutcome
+    reason: str
+    signature: SignatureCheck
+    received_at: datetime
+    raw: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class NewParked:
+    """An inbound document set aside for an operator (malformed, unknown, wrong sender, conflicting ...).
+
+    Attributes:
+        kind: what sort of document it is.
+        code: a stable dotted code, e.g. ``apprec.unknown_message`` or ``apprec.bad_signature``.
+        reason: plain-language reason (no personal data).
+        received_at: when the gateway took the delivery (timezone-aware).
+        raw: the document as received.
+        amqp_message_id: the delivery's AMQP ``message_id``, if it had one.
+        apprec_id: the AppRec's ``Id``, when it could be read; any length.
+        msg_id: the MsgId the document names, when it could be read; it need not be one of ours.
+        details: extra JSON for the operator (codes, HER-ids, fingerprints; no personal data).
+    """
+
+    kind: ParkedKind
+    code: str
+    reason: str
+    received_at: datetime
+    raw: bytes
+    amqp_message_id: str | None = None
+    apprec_id: str | None = None
+    msg_id: str | None = None
+    details: Mapping[str, Any] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AppRecRecord:
+    """A stored AppRec, every column.
+
+    Attributes:
+        id: increasing row id; orders AppRecs received at the same instant.
+    """
+
+    id: int
+    apprec_id: str
+    msg_id: str
+    version: str
+    status: AppRecStatus
+    errors: tuple[Problem, ...]
+    fingerprint: str
+    sender_her_id: int | None
+    outcome: AckOutcome
+    reason: str
+    signature: SignatureCheck
+    received_at: datetime
+    raw: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class ParkedRecord:
+    """A parked document, every column.
+
+    Attributes:
+        id: increasing row id; the handle an operator resolves it by.
+        resolved_at: when an operator resolved it; None while it waits.
+        resolved_by: the operator who resolved it.
+        resolution: what the operator did or decided, in plain language.
+    """
+
+    id: int
+    kind: ParkedKind
+    code: str
+    reason: str
+    received_at: datetime
+    raw: bytes
+    amqp_message_id: str | None
+    apprec_id: str | None
+    msg_id: str | None
+    details: dict[str, Any] | None
+    resolved_at: datetime | None
+    resolved_by: str | None
+    resolution: str | None

@@ -8,19 +8,27 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from edi_gateway.domain.acks import AckOutcome, ReceiverHealth
+from edi_gateway.domain.apprec import AppRecStatus
 from edi_gateway.domain.model import ReceiverKind
 from edi_gateway.domain.states import MessageState, RequestState
 from edi_gateway.errors import Problem
 from edi_gateway.store.records import (
+    AppRecRecord,
     EventKind,
     EventRecord,
     MessageRecord,
+    NewAppRec,
     NewMessage,
+    NewParked,
     NewRequest,
+    ParkedKind,
+    ParkedRecord,
     RequestOutcome,
     RequestRecord,
+    SignatureCheck,
 )
-from edi_gateway.store.tables import receiver_key
+from edi_gateway.store.tables import APPREC_ID_MAX_LEN, receiver_key
 
 
 def aware(value: datetime, what: str) -> datetime:
@@ -87,6 +95,8 @@ def message_row(message: NewMessage, request_ref: str, now: datetime) -> dict[st
         "attempts": 0,
         "conversation_ref": message.conversation_ref,
         "deadline_at": aware(deadline, "deadline_at") if deadline is not None else None,
+        "first_sent_at": None,
+        "resends": 0,
     }
 
 
@@ -218,6 +228,8 @@ def message_record(row: sa.Row[Any]) -> MessageRecord:
         attempts=m["attempts"],
         conversation_ref=m["conversation_ref"],
         deadline_at=m["deadline_at"],
+        first_sent_at=m["first_sent_at"],
+        resends=m["resends"],
     )
 
 
@@ -240,3 +252,109 @@ def event_record(row: sa.Row[Any]) -> EventRecord:
         reason=m["reason"],
         details=m["details"],
     )
+
+
+def apprec_row(apprec: NewAppRec) -> dict[str, Any]:
+    """Return the ``apprecs`` row of a correlated AppRec.
+
+    Raises:
+        ValueError: the AppRec id is empty or longer than the column keeps, or a datetime is naive.
+    """
+    if not apprec.apprec_id or len(apprec.apprec_id) > APPREC_ID_MAX_LEN:
+        raise ValueError(f"an AppRec id must have 1 to {APPREC_ID_MAX_LEN} characters; park it instead")
+    return {
+        "apprec_id": apprec.apprec_id,
+        "msg_id": apprec.msg_id,
+        "version": apprec.version,
+        "status": int(AppRecStatus(apprec.status)),
+        "errors": problems_json(apprec.errors),
+        "fingerprint": apprec.fingerprint,
+        "sender_her_id": apprec.sender_her_id,
+        "outcome": AckOutcome(apprec.outcome).value,
+        "reason": apprec.reason,
+        "signature": SignatureCheck(apprec.signature).value,
+        "received_at": aware(apprec.received_at, "received_at"),
+        "raw": apprec.raw,
+    }
+
+
+def parked_row(document: NewParked) -> dict[str, Any]:
+    """Return the ``parked`` row of a document set aside, not yet resolved."""
+    return {
+        "kind": ParkedKind(document.kind).value,
+        "code": document.code,
+        "reason": document.reason,
+        "received_at": aware(document.received_at, "received_at"),
+        "raw": document.raw,
+        "amqp_message_id": document.amqp_message_id,
+        "apprec_id": document.apprec_id,
+        "msg_id": document.msg_id,
+        "details": dict(document.details) if document.details is not None else None,
+        "resolved_at": None,
+        "resolved_by": None,
+        "resolution": None,
+    }
+
+
+def health_rows(health: Sequence[ReceiverHealth], now: datetime) -> list[dict[str, Any]]:
+    """Return one ``receiver_health`` row per HER-id, the last value given winning, in HER-id order.
+
+    The order is the order the rows get locked in on PostgreSQL: two workers upserting overlapping
+    receivers then queue up instead of deadlocking.
+    """
+    latest = {h.her_id: h for h in health}
+    return [
+        {
+            "her_id": her_id,
+            "consecutive_overdue": latest[her_id].consecutive_overdue,
+            "quiet": latest[her_id].quiet,
+            "updated_at": now,
+        }
+        for her_id in sorted(latest)
+    ]
+
+
+def apprec_record(row: sa.Row[Any]) -> AppRecRecord:
+    """Rebuild an ``AppRecRecord`` from an ``apprecs`` row."""
+    m = row._mapping
+    return AppRecRecord(
+        id=m["id"],
+        apprec_id=m["apprec_id"],
+        msg_id=m["msg_id"],
+        version=m["version"],
+        status=AppRecStatus(m["status"]),
+        errors=problems_from_json(m["errors"]),
+        fingerprint=m["fingerprint"],
+        sender_her_id=m["sender_her_id"],
+        outcome=AckOutcome(m["outcome"]),
+        reason=m["reason"],
+        signature=SignatureCheck(m["signature"]),
+        received_at=m["received_at"],
+        raw=bytes(m["raw"]),
+    )
+
+
+def parked_record(row: sa.Row[Any]) -> ParkedRecord:
+    """Rebuild a ``ParkedRecord`` from a ``parked`` row."""
+    m = row._mapping
+    return ParkedRecord(
+        id=m["id"],
+        kind=ParkedKind(m["kind"]),
+        code=m["code"],
+        reason=m["reason"],
+        received_at=m["received_at"],
+        raw=bytes(m["raw"]),
+        amqp_message_id=m["amqp_message_id"],
+        apprec_id=m["apprec_id"],
+        msg_id=m["msg_id"],
+        details=m["details"],
+        resolved_at=m["resolved_at"],
+        resolved_by=m["resolved_by"],
+        resolution=m["resolution"],
+    )
+
+
+def health_value(row: sa.Row[Any]) -> ReceiverHealth:
+    """Rebuild a receiver's ``ReceiverHealth`` from a ``receiver_health`` row."""
+    m = row._mapping
+    return ReceiverHealth(m["her_id"], consecutive_overdue=m["consecutive_overdue"], quiet=bool(m["quiet"]))

@@ -2,15 +2,16 @@
 
 Synchronous and thread-safe: every call takes a connection from the engine's pool for its own
 transaction. Writes are batched (one transaction per batch of outcomes or transitions) because the
-commit, not the statement, is what costs on both databases.
+commit, not the statement, is what costs on both databases. Requests and messages live here; the
+AppRec side (stored AppRecs, parked documents, receiver health) in ``acks.py``, which ``Store``
+inherits.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Collection, Iterator, Sequence
-from contextlib import contextmanager
-from datetime import UTC, datetime
+from collections.abc import Collection, Sequence
+from datetime import datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -22,10 +23,13 @@ from sqlalchemy import exc
 
 from edi_gateway.domain.model import ReceiverKind
 from edi_gateway.domain.states import MessageState, RequestState
-from edi_gateway.errors import StoreUnavailable
 from edi_gateway.store import rows
-from edi_gateway.store.engine import WRITE_OPTION, create_store_engine, translate_errors
+from edi_gateway.store.acks import AcknowledgementStore
+from edi_gateway.store.base import Clock, utc_now
+from edi_gateway.store.engine import create_store_engine, translate_errors
 from edi_gateway.store.errors import DuplicateRequest, MessageNotFound
+from edi_gateway.store.lookups import by_asked, chunks, spellings
+from edi_gateway.store.moves import apply_transitions, lock_messages
 from edi_gateway.store.records import (
     EventRecord,
     MessageRecord,
@@ -33,32 +37,20 @@ from edi_gateway.store.records import (
     RequestRecord,
     Transition,
 )
-from edi_gateway.store.tables import UtcDateTime, events, messages, requests
-from edi_gateway.store.transitions import Current, Move, plan_transitions
+from edi_gateway.store.tables import events, messages, requests
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 MIGRATION_LOCK_KEY = 0x6564695F6777  # "edi_gw": any constant unique to this application
 
-Clock = Callable[[], datetime]
 
-
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
-class Store:
-    """Requests, messages and their event history.
+class Store(AcknowledgementStore):
+    """Requests, messages and their event history; AppRecs, parked documents and receiver health.
 
     Build it with ``Store.connect(url)``; call ``migrate()`` once at set-up.
     """
 
-    def __init__(self, engine: sa.Engine, *, clock: Clock = _utc_now) -> None:
-        """Wrap an engine made by ``create_store_engine``; ``clock`` stamps rows and events."""
-        self._engine = engine
-        self._clock = clock
-
     @classmethod
-    def connect(cls, url: str, *, clock: Clock = _utc_now) -> Store:
+    def connect(cls, url: str, *, clock: Clock = utc_now) -> Store:
         """Create a store for a SQLAlchemy URL; no connection is opened until the first call.
 
         Args:
@@ -127,7 +119,7 @@ class Store:
         if not outcomes:
             return
         request_ids = _unique_request_ids(outcomes)
-        now = rows.aware(self._clock(), "the clock's now")
+        now = self._now()
         request_rows, message_rows, event_rows = rows.outcome_rows(outcomes, now=now, actor=actor)
         with translate_errors():
             try:
@@ -152,26 +144,19 @@ class Store:
 
         A change applies when ``can_transition(current, to_state)`` holds and, if ``expected_from``
         is given, the message is in exactly that state; others (and unknown msg_ids) are skipped.
-        Each applied change writes an event row, sets ``sent_at`` when reaching ``sent`` and adds
-        one to ``attempts`` when ``count_attempt``. Two workers racing on one message: one wins.
+        Each applied change writes an event row; reaching ``sent`` sets ``sent_at`` (and
+        ``first_sent_at`` the first time only); ``count_attempt`` adds one to ``attempts`` and
+        ``count_resend`` one to ``resends``. Two workers racing on one message: one wins.
 
         Raises:
             StoreUnavailable: the database cannot be reached.
         """
         if not changes:
             return []
-        now = rows.aware(self._clock(), "the clock's now")
+        now = self._now()
         with self._write() as conn:
-            plan = plan_transitions(
-                changes, _lock_messages(conn, {c.msg_id for c in changes}), now=now, actor=actor
-            )
-            if plan.moves:
-                moved = conn.execute(_MOVE, [_move_params(i, m, now) for i, m in plan.moves.items()]).rowcount
-                if moved != len(plan.moves):
-                    # Cannot happen while every writer locks first; roll back rather than half-apply.
-                    raise StoreUnavailable("message states changed under a lock; retry the batch")
-                conn.execute(events.insert(), plan.events)
-        return plan.changed
+            locked = lock_messages(conn, {c.msg_id for c in changes})
+            return apply_transitions(conn, changes, locked, now=now, actor=actor)
 
     def record_message_event(
         self, msg_id: str, *, actor: str, reason: str, details: dict[str, Any] | None = None
@@ -198,7 +183,7 @@ class Store:
                         msg_id=msg_id,
                         from_state=None,
                         to_state=found.state,
-                        at=rows.aware(self._clock(), "the clock's now"),
+                        at=self._now(),
                         actor=actor,
                         reason=reason,
                         details=details,
@@ -221,6 +206,22 @@ class Store:
         with self._read() as conn:
             row = conn.execute(sa.select(messages).where(messages.c.msg_id == msg_id)).first()
         return rows.message_record(row) if row is not None else None
+
+    def get_messages(self, msg_ids: Collection[str]) -> dict[str, MessageRecord]:
+        """Return the stored message under each of ``msg_ids`` that has one, keyed by the id as asked.
+
+        Ids match when they are equal after trimming, regardless of case (as ``decide`` compares
+        an AppRec's ``OriginalMsgId``); the record carries the msg_id as stored. One query per 500 ids.
+
+        Raises:
+            StoreUnavailable: the database cannot be reached.
+        """
+        found: dict[str, MessageRecord] = {}
+        with self._read() as conn:
+            for chunk in chunks(spellings(msg_ids)):
+                query = sa.select(messages).where(messages.c.msg_id.in_(chunk))
+                found.update({r.msg_id: rows.message_record(r) for r in conn.execute(query)})
+        return by_asked(msg_ids, found)
 
     def messages_for_request(self, request_ref: str) -> list[MessageRecord]:
         """Return a request's messages, oldest first; of one batch, the kommune's before the fastlege's."""
@@ -249,6 +250,42 @@ class Store:
             query = query.where(messages.c.updated_at < rows.aware(older_than, "older_than"))
         return self._messages(query.order_by(messages.c.updated_at, messages.c.msg_id).limit(limit))
 
+    def messages_for_overdue(
+        self,
+        *,
+        states: Collection[MessageState] = (MessageState.SENT,),
+        first_sent_before: datetime | None = None,
+        after: tuple[datetime, str] | None = None,
+        limit: int = 1000,
+    ) -> list[MessageRecord]:
+        """Return messages waiting for an AppRec, by first send, oldest first (for the overdue sweep).
+
+        Messages never confirmed sent (no ``first_sent_at``) are not listed. The sweep turns each
+        into a ``domain.acks.PendingMessage`` and asks ``overdue_actions``; a message it resends
+        stays in ``sent`` with the same first send, so a sweep over more than ``limit`` messages
+        pages on with ``after`` instead of asking for the first page again.
+
+        Args:
+            states: the states wanted (``sent``; ``overdue`` too when a report wants them).
+            first_sent_before: only messages first sent before this instant (nothing younger can be due).
+            after: ``(first_sent_at, msg_id)`` of the last message of the previous page.
+            limit: at most this many.
+        """
+        if not states:
+            return []
+        first_sent = messages.c.first_sent_at
+        query = sa.select(messages).where(
+            messages.c.state.in_([MessageState(s).value for s in states]), first_sent.is_not(None)
+        )
+        if first_sent_before is not None:
+            query = query.where(first_sent < rows.aware(first_sent_before, "first_sent_before"))
+        if after is not None:
+            at = rows.aware(after[0], "after")
+            query = query.where(
+                sa.or_(first_sent > at, sa.and_(first_sent == at, messages.c.msg_id > after[1]))
+            )
+        return self._messages(query.order_by(first_sent, messages.c.msg_id).limit(limit))
+
     def events_for_request(self, request_ref: str) -> list[EventRecord]:
         """Return the events of a request and of its messages, in time order."""
         return self._events(events.c.request_ref == request_ref)
@@ -273,24 +310,6 @@ class Store:
 
     # -- helpers ---------------------------------------------------------------------------------
 
-    @contextmanager
-    def _read(self) -> Iterator[sa.Connection]:
-        with translate_errors(), self._engine.connect() as conn:
-            yield conn
-
-    @contextmanager
-    def _write(self) -> Iterator[sa.Connection]:
-        with translate_errors(), self._transaction() as conn:
-            yield conn
-
-    @contextmanager
-    def _transaction(self) -> Iterator[sa.Connection]:
-        """A connection in a write transaction, committed when the block ends without error."""
-        with self._engine.connect() as conn:
-            conn.execution_options(**{WRITE_OPTION: True})
-            with conn.begin():
-                yield conn
-
     def _one_request(self, where: sa.ColumnElement[bool]) -> RequestRecord | None:
         with self._read() as conn:
             row = conn.execute(sa.select(requests).where(where)).first()
@@ -304,10 +323,6 @@ class Store:
         query = sa.select(events).where(where).order_by(events.c.at, events.c.id)
         with self._read() as conn:
             return [rows.event_record(r) for r in conn.execute(query)]
-
-    def _scalar_int(self, query: sa.Select[Any]) -> int:
-        with self._read() as conn:
-            return int(conn.execute(query).scalar_one())
 
 
 def _unique_request_ids(outcomes: Sequence[RequestOutcome]) -> list[str]:
@@ -323,43 +338,3 @@ def _existing_request_ids(conn: sa.Connection, request_ids: Sequence[str]) -> li
         return []
     query = sa.select(requests.c.request_id).where(requests.c.request_id.in_(request_ids))
     return [r for r in conn.execute(query).scalars() if r is not None]
-
-
-def _lock_messages(conn: sa.Connection, msg_ids: Collection[str]) -> dict[str, Current]:
-    """Return the current state of each message, row-locked on PostgreSQL until the transaction ends.
-
-    Locks are taken in msg_id order, so two workers locking overlapping batches cannot deadlock.
-    SQLite has no row locks; ``BEGIN IMMEDIATE`` already serialises its writers.
-    """
-    query = (
-        sa.select(messages.c.msg_id, messages.c.state, messages.c.request_ref)
-        .where(messages.c.msg_id.in_(sorted(msg_ids)))
-        .order_by(messages.c.msg_id)
-        .with_for_update()
-    )
-    return {r.msg_id: Current(MessageState(r.state), r.request_ref) for r in conn.execute(query)}
-
-
-# One statement for every row of a batch (executemany): each row moves from the state the
-# transaction locked to its final state; the state guard keeps it race-safe even without the lock.
-_MOVE = (
-    messages.update()
-    .where(messages.c.msg_id == sa.bindparam("m_msg_id"), messages.c.state == sa.bindparam("m_from"))
-    .values(
-        state=sa.bindparam("m_to"),
-        updated_at=sa.bindparam("m_now", type_=UtcDateTime()),
-        sent_at=sa.func.coalesce(sa.bindparam("m_sent_at", type_=UtcDateTime()), messages.c.sent_at),
-        attempts=messages.c.attempts + sa.bindparam("m_attempts", type_=sa.Integer()),
-    )
-)
-
-
-def _move_params(msg_id: str, move: Move, now: datetime) -> dict[str, Any]:
-    return {
-        "m_msg_id": msg_id,
-        "m_from": move.from_state.value,
-        "m_to": move.to_state.value,
-        "m_now": now,
-        "m_sent_at": now if move.sent else None,
-        "m_attempts": move.attempts,
-    }

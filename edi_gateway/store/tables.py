@@ -24,6 +24,8 @@ NAMING_CONVENTION: dict[str, str] = {
 
 UUID_LEN = 36
 STATE_LEN = 32
+APPREC_ID_MAX_LEN = 255
+"""The longest AppRec ``Id`` the ``apprecs`` table keeps (the XSD does not bound it; ours are UUIDs)."""
 
 
 class UtcDateTime(sa.types.TypeDecorator[datetime]):
@@ -108,9 +110,13 @@ messages = sa.Table(
     sa.Column("attempts", sa.Integer(), nullable=False),
     sa.Column("conversation_ref", sa.String(UUID_LEN), nullable=True),
     sa.Column("deadline_at", UtcDateTime(), nullable=True),
+    # Set once, by the first transition to sent; the AppRec deadline counts from it (revision 0002).
+    sa.Column("first_sent_at", UtcDateTime(), nullable=True),
+    sa.Column("resends", sa.Integer(), nullable=False, server_default=sa.text("0")),
     # Its index (request_ref first) also serves messages_for_request; no separate index needed.
     sa.UniqueConstraint("request_ref", "receiver_key"),
     sa.Index(None, "state", "updated_at"),
+    sa.Index(None, "state", "first_sent_at"),
 )
 
 events = sa.Table(
@@ -128,6 +134,61 @@ events = sa.Table(
     sa.Column("details", json_type(), nullable=True),
     sa.Index(None, "request_ref", "at"),
     sa.Index(None, "msg_id", "at"),
+)
+
+
+# AppRecs that answer one of our messages (only those: the rest is parked, so the FK holds).
+apprecs = sa.Table(
+    "apprecs",
+    metadata,
+    sa.Column("id", event_id_type(), primary_key=True, autoincrement=True),
+    # Unique: decide() treats the AppRec id as the key of a redelivery, so a second row under one id
+    # can only come from two workers racing on copies of one AppRec; the loser retries and sees it.
+    sa.Column("apprec_id", sa.String(APPREC_ID_MAX_LEN), nullable=False),
+    sa.Column("msg_id", sa.String(UUID_LEN), sa.ForeignKey("messages.msg_id"), nullable=False),
+    sa.Column("version", sa.String(8), nullable=False),
+    sa.Column("status", sa.SmallInteger(), nullable=False),
+    sa.Column("errors", json_type(), nullable=False),
+    sa.Column("fingerprint", sa.String(64), nullable=False),
+    sa.Column("sender_her_id", sa.BigInteger(), nullable=True),
+    sa.Column("outcome", sa.String(STATE_LEN), nullable=False),
+    sa.Column("reason", sa.Text(), nullable=False),
+    sa.Column("signature", sa.String(16), nullable=False),
+    sa.Column("received_at", UtcDateTime(), nullable=False),
+    sa.Column("raw", sa.LargeBinary(), nullable=False),
+    sa.Index(None, "apprec_id", unique=True),
+    sa.Index(None, "msg_id"),
+)
+
+# Inbound documents set aside for an operator. Ids are free text: a parked document may name a
+# MsgId we never sent, or ids of any length, and parking it must not fail on that.
+parked = sa.Table(
+    "parked",
+    metadata,
+    sa.Column("id", event_id_type(), primary_key=True, autoincrement=True),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("code", sa.String(64), nullable=False),
+    sa.Column("reason", sa.Text(), nullable=False),
+    sa.Column("received_at", UtcDateTime(), nullable=False),
+    sa.Column("raw", sa.LargeBinary(), nullable=False),
+    sa.Column("amqp_message_id", sa.String(255), nullable=True),  # an AMQP shortstr: 255 at most
+    sa.Column("apprec_id", sa.Text(), nullable=True),
+    sa.Column("msg_id", sa.Text(), nullable=True),
+    sa.Column("details", json_type(), nullable=True),
+    sa.Column("resolved_at", UtcDateTime(), nullable=True),
+    sa.Column("resolved_by", sa.String(255), nullable=True),
+    sa.Column("resolution", sa.Text(), nullable=True),
+    sa.Index(None, "received_at"),
+    sa.Index(None, "resolved_at"),
+)
+
+receiver_health = sa.Table(
+    "receiver_health",
+    metadata,
+    sa.Column("her_id", sa.BigInteger(), primary_key=True, autoincrement=False),
+    sa.Column("consecutive_overdue", sa.Integer(), nullable=False),
+    sa.Column("quiet", sa.Boolean(), nullable=False),
+    sa.Column("updated_at", UtcDateTime(), nullable=False),
 )
 
 

@@ -31,14 +31,16 @@ class Move:
     Attributes:
         from_state: the state the row is in now (the UPDATE's guard).
         to_state: the state after every applied change of the batch.
-        sent: some applied change reached ``sent`` (stamps ``sent_at``).
+        sent: some applied change reached ``sent`` (stamps ``sent_at``, and ``first_sent_at`` if unset).
         attempts: publish attempts to add.
+        resends: transport resends to add.
     """
 
     from_state: MessageState
     to_state: MessageState
     sent: bool = False
     attempts: int = 0
+    resends: int = 0
 
 
 @dataclass(slots=True)
@@ -79,6 +81,7 @@ def plan_transitions(
         move.to_state = change.to_state
         move.sent = move.sent or change.to_state == MessageState.SENT
         move.attempts += 1 if change.count_attempt else 0
+        move.resends += 1 if change.count_resend else 0
         plan.changed.append(change.msg_id)
         plan.events.append(
             rows.event_row(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -9,9 +10,20 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from edi_gateway.domain.acks import AckOutcome
+from edi_gateway.domain.apprec import AppRecStatus
 from edi_gateway.domain.states import RequestState
 from edi_gateway.errors import Problem
-from edi_gateway.store import NewMessage, NewRequest, RequestOutcome, Store
+from edi_gateway.store import (
+    NewAppRec,
+    NewMessage,
+    NewParked,
+    NewRequest,
+    ParkedKind,
+    RequestOutcome,
+    SignatureCheck,
+    Store,
+)
 
 T0 = datetime(2024, 11, 4, 8, 30, tzinfo=UTC)
 KOMMUNE_ORG, KOMMUNE_SERVICE = 8200001, 8200011
@@ -97,6 +109,49 @@ class Builder:
         if receivers == 2:
             messages.append(self.message(kind="fastlege", org=LEGEKONTOR, her_id=FASTLEGE))
         return RequestOutcome(self.request(), tuple(messages))
+
+    def apprec(
+        self,
+        msg_id: str,
+        *,
+        apprec_id: str | None = None,
+        status: AppRecStatus = AppRecStatus.OK,
+        errors: tuple[Problem, ...] = (),
+        outcome: AckOutcome = AckOutcome.TRANSITION,
+        sender_her_id: int | None = KOMMUNE_ORG,
+    ) -> NewAppRec:
+        """A correlated AppRec answering ``msg_id``; a fresh AppRec id unless one is given."""
+        apprec_id = apprec_id or str(uuid.uuid4())
+        return NewAppRec(
+            apprec_id=apprec_id,
+            msg_id=msg_id,
+            version="1.1",
+            status=status,
+            errors=errors,
+            fingerprint=hashlib.sha256(f"{apprec_id}/{int(status)}".encode()).hexdigest(),
+            sender_her_id=sender_her_id,
+            outcome=outcome,
+            reason=f"AppRec status {int(status)}",
+            signature=SignatureCheck.VERIFIED,
+            received_at=self.clock.now,
+            raw=b"<AppRec>" + apprec_id.encode() + b"</AppRec>",
+        )
+
+    def parked(
+        self, code: str = "apprec.unknown_message", *, msg_id: str | None = None, apprec_id: str | None = None
+    ) -> NewParked:
+        """A parked AppRec document with a small JSON detail."""
+        return NewParked(
+            kind=ParkedKind.APPREC,
+            code=code,
+            reason="OriginalMsgId is not a message we sent",
+            received_at=self.clock.now,
+            raw=b"<AppRec>parked</AppRec>",
+            amqp_message_id=str(uuid.uuid4()),
+            apprec_id=apprec_id,
+            msg_id=msg_id,
+            details={"sender_her_id": KOMMUNE_ORG},
+        )
 
 
 @pytest.fixture

@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 import sqlalchemy as sa
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
+from edi_gateway.domain.states import MessageState
 from edi_gateway.store import Store, StoreDefect
-from edi_gateway.store.rows import message_row
+from edi_gateway.store.rows import message_row, request_row
 from edi_gateway.store.store import MIGRATIONS_DIR
-from edi_gateway.store.tables import messages, metadata
+from edi_gateway.store.tables import messages, metadata, requests
 from tests.store.conftest import Builder
+
+# Columns revision 0002 added to ``messages``; rows written "at 0001" leave them out.
+COLUMNS_OF_0002 = ("first_sent_at", "resends")
 
 
 def _differences(url: str) -> list[object]:
@@ -37,6 +44,20 @@ def _revision(url: str) -> str | None:
         engine.dispose()
 
 
+def _config() -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    return config
+
+
+def _move_to(store: Store, revision: str, *, down: bool = False) -> None:
+    """Migrate the store's database to ``revision`` the way ``Store.migrate`` does, on its connection."""
+    config = _config()
+    with store._write() as conn:
+        config.attributes["connection"] = conn
+        (command.downgrade if down else command.upgrade)(config, revision)
+
+
 def _head() -> str | None:
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
@@ -51,7 +72,7 @@ def test_migrating_an_empty_database_matches_the_metadata(database_url: str) -> 
     finally:
         store.close()
     assert _differences(database_url) == []
-    assert _revision(database_url) == _head() == "0001"
+    assert _revision(database_url) == _head() == "0002"
 
 
 def test_migrating_twice_is_a_no_op(database_url: str, build: Builder) -> None:
@@ -62,7 +83,7 @@ def test_migrating_twice_is_a_no_op(database_url: str, build: Builder) -> None:
         outcome = build.routed()
         store.save_outcomes([outcome], actor="worker:test")
         store.migrate()
-        assert _revision(database_url) == "0001"
+        assert _revision(database_url) == "0002"
         assert store.get_request_by_ref(outcome.request.ref) is not None
         assert store.count_messages() == 1
     finally:
@@ -81,3 +102,64 @@ def test_foreign_keys_are_enforced(database_url: str, build: Builder) -> None:
         assert store.count_messages() == 0
     finally:
         store.close()
+
+
+def test_upgrading_from_0001_backfills_the_first_send(database_url: str, build: Builder) -> None:
+    """Messages stored before 0002 get first_sent_at = sent_at (None while unsent) and zero resends."""
+    store = Store.connect(database_url)
+    try:
+        _move_to(store, "0001")
+        assert _revision(database_url) == "0001"
+        outcome = build.routed(receivers=2)
+        sent, queued = outcome.messages
+        sent_at = build.clock.now + timedelta(seconds=3)
+        old_rows = [message_row(m, outcome.request.ref, build.clock.now) for m in outcome.messages]
+        old_rows[0] |= {"state": MessageState.SENT.value, "sent_at": sent_at, "attempts": 1}
+        with store._write() as conn:
+            conn.execute(requests.insert(), [request_row(outcome.request, build.clock.now)])
+            conn.execute(messages.insert(), [_as_0001(r) for r in old_rows])
+
+        store.migrate()
+
+        assert _revision(database_url) == "0002"
+        got_sent, got_queued = store.get_message(sent.msg_id), store.get_message(queued.msg_id)
+        assert got_sent is not None and got_queued is not None
+        assert (got_sent.state, got_sent.sent_at, got_sent.first_sent_at, got_sent.resends) == (
+            MessageState.SENT,
+            sent_at,
+            sent_at,
+            0,
+        )
+        assert (got_queued.first_sent_at, got_queued.resends) == (None, 0)
+    finally:
+        store.close()
+    assert _differences(database_url) == []
+
+
+def test_0002_downgrades_and_upgrades_again_keeping_the_messages(database_url: str, build: Builder) -> None:
+    """Downgrading to 0001 drops the new columns and tables but keeps messages; upgrading restores them."""
+    store = Store.connect(database_url)
+    try:
+        store.migrate()
+        outcome = build.routed()
+        store.save_outcomes([outcome], actor="worker:test")
+
+        _move_to(store, "0001", down=True)
+        assert _revision(database_url) == "0001"
+        engine = sa.create_engine(database_url)
+        try:
+            inspector = sa.inspect(engine)
+            assert not {"apprecs", "parked", "receiver_health"} & set(inspector.get_table_names())
+            assert not set(COLUMNS_OF_0002) & {c["name"] for c in inspector.get_columns("messages")}
+        finally:
+            engine.dispose()
+
+        store.migrate()
+        assert store.count_messages() == 1
+    finally:
+        store.close()
+    assert _differences(database_url) == []
+
+
+def _as_0001(row: dict[str, object]) -> dict[str, object]:
+    return {k: v for k, v in row.items() if k not in COLUMNS_OF_0002}

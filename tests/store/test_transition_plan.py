@@ -32,11 +32,26 @@ def _plan(changes: list[Transition], current: dict[str, Current]) -> tuple[list[
             ["m", "m"],
             Move(S, S, sent=True, attempts=2),
         ),
+        (
+            S,
+            [Transition("m", S, "resend", count_attempt=True, count_resend=True)],
+            ["m"],
+            Move(S, S, sent=True, attempts=1, resends=1),
+        ),
         (S, [Transition("m", F, "gave up", expected_from=Q)], [], None),
         (F, [Transition("m", Q, "replay"), Transition("m", A, "apprec")], ["m"], Move(F, Q)),
         (A, [Transition("m", s, "late") for s in MessageState], [], None),
     ],
-    ids=["send", "refused", "sent-then-acked", "two-resends", "stale-expectation", "replay", "terminal"],
+    ids=[
+        "send",
+        "refused",
+        "sent-then-acked",
+        "two-resends",
+        "counted-resend",
+        "stale-expectation",
+        "replay",
+        "terminal",
+    ],
 )
 def test_a_batch_collapses_to_one_move_per_message(
     start: MessageState, changes: list[Transition], changed: list[str], move: Move | None

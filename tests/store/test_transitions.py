@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 
 import pytest
@@ -271,3 +272,55 @@ def test_the_stored_state_follows_the_transition_rules(
     assert changed == applied
     assert _state(store, msg_id) is expected
     assert len(store.events_for_message(msg_id)) == 1 + len(applied)
+
+
+def test_first_sent_at_is_set_once_and_a_resend_does_not_move_it(
+    store: Store, build: Builder, clock: FakeClock
+) -> None:
+    """The first send stamps first_sent_at; later resends (sent → sent, overdue → sent) move only sent_at."""
+    _, msg_id = _one_message(store, build)
+    first = clock.advance(seconds=2)
+    store.transition_messages(
+        [Transition(msg_id, MessageState.SENT, "confirmed", count_attempt=True)], actor=ACTOR
+    )
+    resent = clock.advance(hours=24)
+    resend = Transition(msg_id, MessageState.SENT, "resend 1", count_attempt=True, count_resend=True)
+    assert store.transition_messages([resend], actor=ACTOR) == [msg_id]
+    clock.advance(hours=72)
+    store.transition_messages([Transition(msg_id, MessageState.OVERDUE, "no AppRec")], actor=ACTOR)
+    last = clock.advance(hours=1)
+    replay = Transition(msg_id, MessageState.SENT, "resend 2", count_attempt=True, count_resend=True)
+    assert store.transition_messages([replay], actor=ACTOR) == [msg_id]
+
+    message = store.get_message(msg_id)
+    assert message is not None
+    assert (message.first_sent_at, message.sent_at, message.attempts, message.resends) == (first, last, 3, 2)
+    assert resent < last
+
+
+def test_a_resend_is_counted_only_when_it_applies(store: Store, build: Builder) -> None:
+    """count_resend adds to resends for an applied change only; a refused or stale one adds nothing."""
+    _, msg_id = _one_message(store, build)
+    early = Transition(msg_id, MessageState.SENT, "resend before send", expected_from=MessageState.SENT)
+    assert store.transition_messages([dataclasses.replace(early, count_resend=True)], actor=ACTOR) == []
+    store.transition_messages([Transition(msg_id, MessageState.SENT, "confirmed")], actor=ACTOR)
+    store.transition_messages([Transition(msg_id, MessageState.ACKED, "apprec status 1")], actor=ACTOR)
+    late = Transition(msg_id, MessageState.SENT, "resend after answer", count_resend=True)
+    assert store.transition_messages([late], actor=ACTOR) == []
+
+    message = store.get_message(msg_id)
+    assert message is not None
+    assert (message.state, message.resends, message.first_sent_at is not None) == (
+        MessageState.ACKED,
+        0,
+        True,
+    )
+
+
+def test_a_message_never_sent_has_no_first_send(store: Store, build: Builder) -> None:
+    """A message that goes queued → failed keeps first_sent_at empty and resends at zero."""
+    _, msg_id = _one_message(store, build)
+    store.transition_messages([Transition(msg_id, MessageState.FAILED, "no queue")], actor=ACTOR)
+    message = store.get_message(msg_id)
+    assert message is not None
+    assert (message.state, message.first_sent_at, message.resends) == (MessageState.FAILED, None, 0)
