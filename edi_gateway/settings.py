@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from functools import cached_property
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -76,6 +77,30 @@ class Settings(BaseSettings):
     )
     confirm_timeout_s: float = Field(
         default=30.0, gt=0, description="Longest wait for the broker to confirm a batch of publishes."
+    )
+
+    apprec_signature: Literal["required", "optional", "off"] = Field(
+        default="required",
+        description="AppRec signature policy: required (unsigned ones are parked), optional (verified when "
+        "present; NHN channels protect AppRecs by CMS instead), or off.",
+    )
+    apprec_deadline_s: float = Field(
+        default=96 * 3600,
+        gt=0,
+        description="Seconds a receiver has to answer with an AppRec (standard: 96 h).",
+    )
+    resend_after_s: float | None = Field(
+        default=None,
+        gt=0,
+        description="Re-send the stored bytes (same MsgId) after this many seconds without "
+        "an AppRec; unset turns automatic resend off.",
+    )
+    max_resends: int = Field(default=0, ge=0, description="Automatic resends per message before overdue.")
+    overdue_sweep_interval_s: float = Field(
+        default=30.0, gt=0, description="How often the worker looks for messages past their AppRec deadline."
+    )
+    quiet_threshold: int = Field(
+        default=3, ge=1, description="Overdue messages in a row after which a receiver counts as gone quiet."
     )
 
     @field_validator("home")

@@ -323,9 +323,7 @@ class OutboundService:
         unit = next((u for u in self._our.units if u.her_id == unit_her_id), None)
         return Sender(organisation=self._our.organisation, unit=unit)
 
-    def _build(
-        self, request: RequestV1, receiver: Receiver, kommunenummer: str, text: str
-    ) -> NewMessage:
+    def _build(self, request: RequestV1, receiver: Receiver, kommunenummer: str, text: str) -> NewMessage:
         rules = self._d.rules
         contact = request.sender.contact
         msg_id = str(uuid.uuid4())

@@ -133,7 +133,7 @@ def start_gateway(
     connection = pika.BlockingConnection(pika.URLParameters(settings.amqp_url))
     channel = connection.channel()
     channel.queue_declare(events_queue, durable=True)
-    channel.queue_bind(events_queue, gateway.names.events_exchange, routing_key="status.#")
+    channel.queue_bind(events_queue, gateway.names.events_exchange, routing_key="#")  # status events and alerts
     connection.close()
     running = RunningGateway(gateway, settings, events_queue)
     ready = threading.Event()

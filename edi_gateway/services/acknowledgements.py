@@ -1,0 +1,425 @@
+"""The acknowledgement use case: AppRecs from our inbox in, message states and status events out.
+
+For each batch from ``<ourHerId>_async``:
+
+1. *read* every AppRec once with the hardened parser; check its signature against the certificate
+   the Adresseregister holds for the sender it claims (per the signature policy); schema-validate and
+   parse the *verified* document only. Anything unreadable is parked, never requeued forever.
+2. look up, in one query each, the original messages and AppRecs already stored under the same ids;
+   let the pure rules (``domain.acks.decide``) judge each AppRec.
+3. store everything of the batch in one transaction: AppRecs, parked documents, transitions
+   (``acked``, ``acked_with_errors``, ``rejected_by_receiver``), receiver health.
+4. publish status events for the transitions and alert events for parked AppRecs and for receivers
+   that recover; then ack the batch.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from lxml import etree
+
+from edi_gateway.domain.acks import (
+    AckDecision,
+    AckOutcome,
+    KnownAppRec,
+    ReceiverHealth,
+    SentMessage,
+    apprec_fingerprint,
+    decide,
+    on_apprec,
+)
+from edi_gateway.domain.apprec import AppRec
+from edi_gateway.domain.events import StatusEvent
+from edi_gateway.domain.states import MessageState
+from edi_gateway.errors import SignatureInvalid, TransientError, XmlRejected
+from edi_gateway.logging import get_logger
+from edi_gateway.registers.base import Registers
+from edi_gateway.settings import Settings
+from edi_gateway.store import Store
+from edi_gateway.store.records import (
+    MessageRecord,
+    NewAppRec,
+    NewParked,
+    ParkedKind,
+    SignatureCheck,
+    Transition,
+)
+from edi_gateway.transport.consumer import Delivery, Disposition
+from edi_gateway.transport.names import Names
+from edi_gateway.transport.publisher import ConfirmingPublisher, Outgoing
+from edi_gateway.xml import namespaces as ns
+from edi_gateway.xml.apprec import parse_apprec
+from edi_gateway.xml.safe import parse_xml
+from edi_gateway.xml.schemas import validate_apprec
+from edi_gateway.xml.signing import strip_signature, verify_signed
+
+log = get_logger(__name__)
+
+MAX_APPREC_BYTES = 1_000_000
+
+
+class SignaturePolicy(StrEnum):
+    """How AppRec signatures are treated (``EDI_GATEWAY_APPREC_SIGNATURE``)."""
+
+    REQUIRED = "required"  # unsigned or badly signed AppRecs are parked
+    OPTIONAL = "optional"  # verified when present (NHN channels protect AppRecs by CMS instead)
+    OFF = "off"  # never checked; a present signature is removed before validation
+
+
+@dataclass(frozen=True, slots=True)
+class ReadAppRec:
+    """An AppRec read from a delivery: the parsed business data and how its signature fared."""
+
+    apprec: AppRec
+    signature: SignatureCheck
+
+
+@dataclass(frozen=True, slots=True)
+class Unreadable:
+    """A delivery that could not be read as an AppRec; it is parked with this code and reason."""
+
+    code: str
+    reason: str
+    apprec_id: str | None = None
+
+
+def read_apprec_delivery(
+    data: bytes, *, policy: SignaturePolicy, registers: Registers
+) -> ReadAppRec | Unreadable:
+    """Read one AppRec under the signature policy; business data comes only from the verified document.
+
+    The claimed sender is read first (from the unverified document) only to find the certificate to
+    pin; everything that decides anything is read again from what the signature covers.
+    """
+    try:
+        root = parse_xml(data, max_bytes=MAX_APPREC_BYTES)
+    except XmlRejected as exc:
+        return Unreadable("apprec.malformed", f"not well-formed or refused XML ({exc.code}): {exc}")
+    signature = root.find(ns.ns(ns.XMLDSIG, "Signature"))
+    try:
+        if signature is None:
+            if policy is SignaturePolicy.REQUIRED:
+                return Unreadable(
+                    "apprec.unsigned", "the AppRec carries no signature and the policy requires one"
+                )
+            return ReadAppRec(_validated(root), SignatureCheck.ABSENT)
+        if policy is SignaturePolicy.OFF:
+            return ReadAppRec(_validated(strip_signature(root)), SignatureCheck.SKIPPED)
+        claimed = _validated(strip_signature(root))
+        cert = _sender_certificate(claimed, registers)
+        if cert is None:
+            return Unreadable(
+                "apprec.bad_signature", "no certificate is registered for the AppRec's sender", claimed.id
+            )
+        verified = verify_signed(data, cert_pem=cert)
+        return ReadAppRec(_validated(verified.root), SignatureCheck.VERIFIED)
+    except SignatureInvalid as exc:
+        return Unreadable("apprec.bad_signature", f"signature check failed: {exc}")
+    except XmlRejected as exc:
+        return Unreadable("apprec.invalid", f"not a valid AppRec ({exc.code}): {exc}")
+
+
+def _validated(root: etree._Element) -> AppRec:
+    validate_apprec(root)
+    return parse_apprec(root)
+
+
+def _sender_certificate(apprec: AppRec, registers: Registers) -> bytes | None:
+    owner = sender_virksomhet(apprec, registers)
+    return None if owner is None else registers.address.certificate_pem(owner)
+
+
+def sender_virksomhet(apprec: AppRec, registers: Registers) -> int | None:
+    """The virksomhet HER-id the register resolves for the AppRec's sender; None if unknown or ambiguous."""
+    owners = {v.her_id for h in apprec.sender.her_ids if (v := registers.address.parent_of(h)) is not None}
+    return owners.pop() if len(owners) == 1 else None
+
+
+@dataclass(frozen=True, slots=True)
+class AckDeps:
+    """What the acknowledgement service needs (built once per process)."""
+
+    settings: Settings
+    registers: Registers
+    store: Store
+    publisher: ConfirmingPublisher
+    names: Names
+    actor: str = "worker"
+
+
+@dataclass(slots=True)
+class _Batch:
+    """Everything one batch will write and publish."""
+
+    apprecs: list[NewAppRec] = field(default_factory=list)
+    parked: list[NewParked] = field(default_factory=list)
+    transitions: list[Transition] = field(default_factory=list)
+    health: dict[int, ReceiverHealth] = field(default_factory=dict)
+    events: list[StatusEvent] = field(default_factory=list)
+    alerts: list[dict[str, Any]] = field(default_factory=list)
+
+
+class AcknowledgementService:
+    """Turns batches of AppRec deliveries into stored answers, state changes and events."""
+
+    def __init__(self, deps: AckDeps, *, clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+        self._d = deps
+        self._clock = clock
+        self._policy = SignaturePolicy(deps.settings.apprec_signature)
+
+    def handle_batch(self, deliveries: Sequence[Delivery]) -> list[Disposition]:
+        """Process one batch of inbox deliveries; every delivery is acked once its outcome is stored."""
+        try:
+            batch = self._judge(deliveries)
+            self._d.store.save_acknowledgements(
+                apprecs=batch.apprecs,
+                parked=batch.parked,
+                transitions=batch.transitions,
+                health=list(batch.health.values()),
+                actor=self._d.actor,
+            )
+        except TransientError as exc:
+            log.warning(
+                "store unavailable, AppRec batch requeued", error=type(exc).__name__, batch=len(deliveries)
+            )
+            return [Disposition.REQUEUE for _ in deliveries]
+        if not self._publish(batch):
+            # The outcome is stored; a redelivery is a duplicate (no-op) and would not re-announce it,
+            # so the events are not retried through the queue. The store remains the record.
+            log.warning("status events for an AppRec batch were not all confirmed", batch=len(deliveries))
+        return [Disposition.ACK for _ in deliveries]
+
+    # -- judging -------------------------------------------------------------------------------
+
+    def _judge(self, deliveries: Sequence[Delivery]) -> _Batch:
+        now = self._clock()
+        batch = _Batch()
+        read = [
+            (d, read_apprec_delivery(d.body, policy=self._policy, registers=self._d.registers))
+            for d in deliveries
+        ]
+        good = [r for _, r in read if isinstance(r, ReadAppRec)]
+        originals = self._d.store.get_messages({r.apprec.original_msg_id for r in good})
+        known = self._known(r.apprec.id for r in good)
+        health = self._d.store.receiver_health({m.receiver_org_her_id for m in originals.values()})
+        for delivery, result in read:
+            if isinstance(result, Unreadable):
+                self._park(batch, delivery, now, result.code, result.reason, apprec_id=result.apprec_id)
+                continue
+            self._apply(batch, delivery, result, now, originals, known, health)
+        return batch
+
+    def _known(self, apprec_ids: Any) -> dict[str, KnownAppRec]:
+        return dict(self._d.store.known_apprecs(set(apprec_ids)))
+
+    def _apply(
+        self,
+        batch: _Batch,
+        delivery: Delivery,
+        read: ReadAppRec,
+        now: datetime,
+        originals: dict[str, MessageRecord],
+        known: dict[str, KnownAppRec],
+        health: dict[int, ReceiverHealth],
+    ) -> None:
+        apprec = read.apprec
+        record = originals.get(apprec.original_msg_id)
+        original = (
+            None
+            if record is None
+            else SentMessage(
+                record.msg_id, MessageState(record.state), record.receiver_org_her_id, record.receiver_her_id
+            )
+        )
+        decision = decide(
+            apprec,
+            original=original,
+            previous=known.get(apprec.id),
+            sender_org_her_id=sender_virksomhet(apprec, self._d.registers),
+        )
+        fingerprint = apprec_fingerprint(apprec)
+        self._log(apprec, decision, read.signature)
+        if decision.kind is AckOutcome.DUPLICATE:
+            return
+        if decision.park:
+            self._park(
+                batch,
+                delivery,
+                now,
+                f"apprec.{decision.kind.value}",
+                decision.reason,
+                apprec_id=apprec.id,
+                msg_id=apprec.original_msg_id,
+            )
+            return
+        assert record is not None  # record/answer decisions always have an original
+        known[apprec.id] = KnownAppRec(apprec.id, fingerprint)  # a repeat later in this batch is a duplicate
+        batch.apprecs.append(
+            NewAppRec(
+                apprec_id=apprec.id,
+                msg_id=record.msg_id,
+                version=apprec.version,
+                status=apprec.status,
+                errors=decision.errors,
+                fingerprint=fingerprint,
+                sender_her_id=sender_virksomhet(apprec, self._d.registers),
+                outcome=decision.kind,
+                reason=decision.reason,
+                signature=read.signature,
+                received_at=now,
+                raw=delivery.body,
+            )
+        )
+        self._answered(batch, record, decision, health, now)
+
+    def _answered(
+        self,
+        batch: _Batch,
+        record: MessageRecord,
+        decision: AckDecision,
+        health: dict[int, ReceiverHealth],
+        now: datetime,
+    ) -> None:
+        receiver = record.receiver_org_her_id
+        current = batch.health.get(receiver) or health.get(receiver) or ReceiverHealth(receiver)
+        batch.health[receiver], alert = on_apprec(current)
+        if alert is not None:
+            batch.alerts.append(_alert_body(alert.kind.value, alert.reason, now, her_id=alert.her_id))
+        if decision.kind is not AckOutcome.TRANSITION:
+            return
+        previous = MessageState(record.state)
+        for step in decision.steps:
+            batch.transitions.append(
+                Transition(
+                    record.msg_id,
+                    step,
+                    decision.reason,
+                    expected_from=previous,
+                    details={"errors": [p.as_dict() for p in decision.errors]},
+                )
+            )
+            previous = step
+        batch.events.append(
+            StatusEvent(
+                decision.to_state.value if decision.to_state else "",
+                now,
+                None,
+                record.msg_id,
+                record.receiver_her_id,
+                record.receiver_kind,
+                decision.errors,
+            )
+        )
+
+    def _park(
+        self,
+        batch: _Batch,
+        delivery: Delivery,
+        now: datetime,
+        code: str,
+        reason: str,
+        *,
+        apprec_id: str | None = None,
+        msg_id: str | None = None,
+    ) -> None:
+        batch.parked.append(
+            NewParked(
+                kind=ParkedKind.APPREC,
+                code=code,
+                reason=reason,
+                received_at=now,
+                raw=delivery.body,
+                amqp_message_id=delivery.message_id,
+                apprec_id=apprec_id,
+                msg_id=msg_id,
+                details=None,
+            )
+        )
+        batch.alerts.append(_alert_body(code, reason, now, apprec_id=apprec_id, msg_id=msg_id))
+        log.warning(
+            "AppRec parked",
+            code=code,
+            apprec_id=apprec_id,
+            msg_id=msg_id,
+            amqp_message_id=delivery.message_id,
+        )
+
+    def _log(self, apprec: AppRec, decision: AckDecision, signature: str) -> None:
+        log.info(
+            "AppRec judged",
+            apprec_id=apprec.id,
+            msg_id=apprec.original_msg_id,
+            status=int(apprec.status),
+            outcome=decision.kind.value,
+            signature=signature,
+            sender_her_ids=sorted(apprec.sender.her_ids),
+            codes=[p.code for p in decision.errors],
+        )
+
+    # -- events --------------------------------------------------------------------------------
+
+    def _publish(self, batch: _Batch) -> bool:
+        request_ids = self._request_ids({e.msg_id for e in batch.events if e.msg_id})
+        outgoing = [
+            self._event(
+                StatusEvent(
+                    e.state,
+                    e.at,
+                    request_ids.get(e.msg_id or ""),
+                    e.msg_id,
+                    e.receiver_her_id,
+                    e.receiver_kind,
+                    e.errors,
+                )
+            )
+            for e in batch.events
+        ]
+        outgoing += [self._alert(a) for a in batch.alerts]
+        if not outgoing:
+            return True
+        results = self._d.publisher.publish_many(outgoing, timeout=self._d.settings.confirm_timeout_s)
+        return all(r is None for r in results)
+
+    def _request_ids(self, msg_ids: set[str]) -> dict[str, str]:
+        out: dict[str, str] = {}
+        for msg_id, record in self._d.store.get_messages(msg_ids).items():
+            request = self._d.store.get_request_by_ref(record.request_ref)
+            if request is not None and request.request_id:
+                out[msg_id] = request.request_id
+        return out
+
+    def _event(self, event: StatusEvent) -> Outgoing:
+        return Outgoing(
+            exchange=self._d.names.events_exchange,
+            routing_key=event.routing_key,
+            body=json.dumps(event.as_json(), ensure_ascii=False).encode(),
+            message_id=str(uuid.uuid4()),
+            correlation_id=event.request_id,
+            content_type="application/json",
+            mandatory=False,
+            headers={"state": event.state, **({"msg_id": event.msg_id} if event.msg_id else {})},
+        )
+
+    def _alert(self, body: dict[str, Any]) -> Outgoing:
+        return Outgoing(
+            exchange=self._d.names.events_exchange,
+            routing_key=f"alert.{body['kind']}",
+            body=json.dumps(body, ensure_ascii=False).encode(),
+            message_id=str(uuid.uuid4()),
+            correlation_id=None,
+            content_type="application/json",
+            mandatory=False,
+            headers={"alert": str(body["kind"])},
+        )
+
+
+def _alert_body(kind: str, reason: str, at: datetime, **ids: str | int | None) -> dict[str, Any]:
+    """An operator alert on edi.events (routing key ``alert.<kind>``): ids and reasons only."""
+    return {"version": 1, "type": "alert", "kind": kind, "reason": reason, "at": at.isoformat(), **ids}

@@ -1,0 +1,313 @@
+"""AppRecs closing the loop on the real RabbitMQ and database: correlation, parking, overdue."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from edi_gateway.domain.apprec import AppRecError, AppRecParty, AppRecStatus, PartyId
+from edi_gateway.domain.states import MessageState
+from edi_gateway.registers.fixtures import load_fixture_registers
+from edi_gateway.resources import resource_dir
+from edi_gateway.services.acknowledgements import SignaturePolicy, Unreadable, read_apprec_delivery
+from edi_gateway.store.records import MessageRecord
+from edi_gateway.transport.publisher import ConfirmingPublisher, Outgoing
+from edi_gateway.xml.apprec import AppRecSpec, apprec_error, build_apprec
+from edi_gateway.xml.msghead import to_bytes
+from edi_gateway.xml.signing import Signer
+from tests.services.conftest import (
+    RunningGateway,
+    cleanup_gateway,
+    example,
+    make_settings,
+    start_gateway,
+    stop_gateway,
+)
+
+HOSPITAL = 8100001
+SAMPLES = Path(__file__).resolve().parent.parent / "data" / "samples"
+
+
+def _her(value: int) -> PartyId:
+    return PartyId(str(value), "HER")
+
+
+def apprec_for(
+    message: MessageRecord,
+    *,
+    status: AppRecStatus = AppRecStatus.OK,
+    errors: tuple[AppRecError, ...] = (),
+    sender_org: int | None = None,
+    apprec_id: str | None = None,
+    original_msg_id: str | None = None,
+) -> bytes:
+    """An unsigned AppRec v1.1 answering ``message`` (from its receiver unless ``sender_org`` says else)."""
+    org = sender_org or message.receiver_org_her_id
+    addressed = message.receiver_her_id if sender_org is None else None
+    sender = AppRecParty(
+        inst=_her(org),
+        dept=_her(addressed) if addressed and message.receiver_kind == "kommune" else None,
+        person=_her(addressed) if addressed and message.receiver_kind == "fastlege" else None,
+    )
+    spec = AppRecSpec(
+        id=apprec_id or str(uuid.uuid4()),
+        gen_date=datetime.now(UTC),
+        status=status,
+        errors=errors,
+        sender=sender,
+        receiver=AppRecParty(inst=_her(HOSPITAL)),
+        original_msg_id=original_msg_id or message.msg_id,
+        original_msg_type=message.msg_type,
+        original_issue_date=message.created_at,
+    )
+    return to_bytes(build_apprec(spec))
+
+
+def signed_by(running: RunningGateway, her_id: int, unsigned: bytes) -> bytes:
+    """Sign an AppRec with a virksomhet's key from the test PKI."""
+    pki = running.settings.pki_dir
+    signer = Signer.from_files(pki / f"{her_id}.key.pem", pki / f"{her_id}.cert.pem")
+    from edi_gateway.xml.safe import parse_xml
+
+    return signer.sign(parse_xml(unsigned))
+
+
+def to_inbox(running: RunningGateway, *bodies: bytes) -> None:
+    """Publish AppRecs to the gateway's inbox."""
+    queue = running.gateway.names.inbox(running.settings.our_her_id)
+    with ConfirmingPublisher(running.settings.amqp_url, name="test receiver") as publisher:
+        results = publisher.publish_many(
+            [
+                Outgoing(
+                    exchange="",
+                    routing_key=queue,
+                    body=b,
+                    message_id=str(uuid.uuid4()),
+                    correlation_id=None,
+                    content_type="application/xml",
+                )
+                for b in bodies
+            ],
+            timeout=10,
+        )
+    assert results == [None] * len(bodies)
+
+
+def sent_message(running: RunningGateway, name: str = "kommune-only") -> MessageRecord:
+    """Send an example request and return its (kommune) message once sent."""
+    request = example(name)
+    running.send(request)
+    stored = running.wait_request(request["request_id"])
+    return running.gateway.store.messages_for_request(stored.ref)[0]
+
+
+def wait_state(running: RunningGateway, msg_id: str, state: MessageState) -> MessageRecord:
+    store = running.gateway.store
+    running.wait_for(lambda: store.get_message(msg_id).state == state)
+    return store.get_message(msg_id)
+
+
+def alerts(running: RunningGateway, expect: int) -> list[dict[str, Any]]:
+    return [e for e in running.events(expect=expect) if e.get("type") == "alert"]
+
+
+pytestmark = pytest.mark.rabbitmq
+
+
+def test_ok_apprec_acks_the_message(running: RunningGateway) -> None:
+    """A signed AppRec status 1 from the receiver moves the message to acked and is stored with it."""
+    message = sent_message(running)
+    to_inbox(running, signed_by(running, message.receiver_org_her_id, apprec_for(message)))
+    acked = wait_state(running, message.msg_id, MessageState.ACKED)
+    (stored,) = running.gateway.store.apprecs_for_message(acked.msg_id)
+    assert stored.status == AppRecStatus.OK and stored.signature == "verified"
+    states = [e["state"] for e in running.events(expect=3) if e.get("msg_id") == message.msg_id]
+    assert states == ["sent", "acked"]
+
+
+def test_rejecting_receiver_ends_rejected_with_errors(running: RunningGateway) -> None:
+    """Status 2 ends rejected_by_receiver, the 8221 codes and texts stored and reported."""
+    message = sent_message(running)
+    apprec = apprec_for(message, status=AppRecStatus.AVVIST, errors=(apprec_error("E35"),))
+    to_inbox(running, signed_by(running, message.receiver_org_her_id, apprec))
+    wait_state(running, message.msg_id, MessageState.REJECTED_BY_RECEIVER)
+    (stored,) = running.gateway.store.apprecs_for_message(message.msg_id)
+    assert [p.code for p in stored.errors] == ["apprec.E35"] and stored.errors[0].reason
+    event = next(e for e in running.events(expect=3) if e["state"] == "rejected_by_receiver")
+    assert event["errors"][0]["code"] == "apprec.E35"
+
+
+def test_ok_with_errors_is_acked_with_errors(running: RunningGateway) -> None:
+    """Status 3 ends acked_with_errors."""
+    message = sent_message(running)
+    apprec = apprec_for(message, status=AppRecStatus.OK_FEIL_I_DELMELDING, errors=(apprec_error("X99"),))
+    to_inbox(running, signed_by(running, message.receiver_org_her_id, apprec))
+    wait_state(running, message.msg_id, MessageState.ACKED_WITH_ERRORS)
+
+
+def test_apprec_from_another_her_id_is_parked_and_changes_nothing(running: RunningGateway) -> None:
+    """An AppRec whose sender is not the message's receiver is parked as suspicious, with an alert."""
+    message = sent_message(running)
+    other = 8100015  # Notodden kommune, not the receiver
+    to_inbox(running, signed_by(running, other, apprec_for(message, sender_org=other)))
+    store = running.gateway.store
+    running.wait_for(lambda: store.count_parked() == 1)
+    (parked,) = store.list_parked()
+    assert parked.code == "apprec.wrong_sender" and parked.msg_id == message.msg_id
+    assert store.get_message(message.msg_id).state == MessageState.SENT
+    assert [a["kind"] for a in alerts(running, 3)] == ["apprec.wrong_sender"]
+
+
+def test_forged_signature_is_parked(running: RunningGateway) -> None:
+    """An AppRec claiming the receiver but signed with another key is parked; the message stays sent."""
+    message = sent_message(running)
+    forged = signed_by(running, 8100015, apprec_for(message))  # claims the receiver, signed by Notodden
+    to_inbox(running, forged)
+    store = running.gateway.store
+    running.wait_for(lambda: store.count_parked() == 1)
+    assert store.list_parked()[0].code == "apprec.bad_signature"
+    assert store.get_message(message.msg_id).state == MessageState.SENT
+
+
+def test_replayed_apprec_is_a_no_op_and_conflict_is_flagged(running: RunningGateway) -> None:
+    """The same AppRec again changes nothing; the same AppRec id with other content is parked as a conflict."""
+    message = sent_message(running)
+    apprec_id = str(uuid.uuid4())
+    first = signed_by(running, message.receiver_org_her_id, apprec_for(message, apprec_id=apprec_id))
+    to_inbox(running, first)
+    wait_state(running, message.msg_id, MessageState.ACKED)
+    changed = apprec_for(
+        message, apprec_id=apprec_id, status=AppRecStatus.AVVIST, errors=(apprec_error("E10"),)
+    )
+    to_inbox(running, first, signed_by(running, message.receiver_org_her_id, changed))
+    store = running.gateway.store
+    running.wait_for(lambda: store.count_parked() == 1)
+    assert store.list_parked()[0].code == "apprec.conflict"
+    assert len(store.apprecs_for_message(message.msg_id)) == 1
+    assert store.get_message(message.msg_id).state == MessageState.ACKED
+
+
+def test_apprec_for_unknown_msg_id_and_malformed_ones_are_parked(running: RunningGateway) -> None:
+    """An AppRec for a MsgId we never sent, and bytes that are not an AppRec, are parked, not requeued."""
+    message = sent_message(running)
+    unknown = apprec_for(message, original_msg_id=str(uuid.uuid4()))
+    to_inbox(running, signed_by(running, message.receiver_org_her_id, unknown), b"<not-xml", b"<AppRec/>")
+    store = running.gateway.store
+    running.wait_for(lambda: store.count_parked() == 3)
+    assert sorted(p.code for p in store.list_parked()) == [
+        "apprec.malformed",
+        "apprec.unknown_message",
+        "apprec.unsigned",  # the required policy checks for a signature before anything else
+    ]
+    assert store.get_message(message.msg_id).state == MessageState.SENT
+
+
+def test_overdue_once_then_a_late_apprec_still_lands(
+    tmp_path: Path, pki_template: Path, amqp_url: str, sqlite_url: str, queue_prefix: str
+) -> None:
+    """With a tiny deadline the message goes overdue exactly once; a late AppRec then acks it."""
+    settings = make_settings(
+        tmp_path,
+        pki_template,
+        amqp_url=amqp_url,
+        database_url=sqlite_url,
+        queue_prefix=queue_prefix,
+        apprec_deadline_s=0.5,
+        overdue_sweep_interval_s=0.2,
+    )
+    running = start_gateway(settings)
+    try:
+        message = sent_message(running)
+        wait_state(running, message.msg_id, MessageState.OVERDUE)
+        events = running.events(expect=4, timeout=3)
+        assert [e["state"] for e in events if e.get("msg_id") == message.msg_id].count("overdue") == 1
+        to_inbox(running, signed_by(running, message.receiver_org_her_id, apprec_for(message)))
+        wait_state(running, message.msg_id, MessageState.ACKED)
+    finally:
+        stop_gateway(running)
+        cleanup_gateway(running)
+
+
+def test_quiet_receiver_alerts_once_and_recovers_once(
+    tmp_path: Path, pki_template: Path, amqp_url: str, sqlite_url: str, queue_prefix: str
+) -> None:
+    """Three overdue messages in a row raise one quiet alert; the next AppRec raises one recovered alert."""
+    settings = make_settings(
+        tmp_path,
+        pki_template,
+        amqp_url=amqp_url,
+        database_url=sqlite_url,
+        queue_prefix=queue_prefix,
+        apprec_deadline_s=0.3,
+        overdue_sweep_interval_s=0.2,
+        quiet_threshold=2,
+    )
+    running = start_gateway(settings)
+    try:
+        messages = [sent_message(running) for _ in range(3)]  # all to Kviteseid
+        for m in messages:
+            wait_state(running, m.msg_id, MessageState.OVERDUE)
+        to_inbox(running, signed_by(running, messages[0].receiver_org_her_id, apprec_for(messages[0])))
+        wait_state(running, messages[0].msg_id, MessageState.ACKED)
+        kinds = [a["kind"] for a in alerts(running, 20)]
+        assert kinds == ["receiver_quiet", "receiver_recovered"]
+    finally:
+        stop_gateway(running)
+        cleanup_gateway(running)
+
+
+def test_automatic_resend_uses_the_same_msg_id(
+    tmp_path: Path, pki_template: Path, amqp_url: str, sqlite_url: str, queue_prefix: str
+) -> None:
+    """Configured resends publish the stored bytes again with the same MsgId, then the message goes overdue."""
+    settings = make_settings(
+        tmp_path,
+        pki_template,
+        amqp_url=amqp_url,
+        database_url=sqlite_url,
+        queue_prefix=queue_prefix,
+        apprec_deadline_s=1.5,
+        resend_after_s=0.3,
+        max_resends=2,
+        overdue_sweep_interval_s=0.1,
+    )
+    running = start_gateway(settings)
+    try:
+        message = sent_message(running)
+        overdue = wait_state(running, message.msg_id, MessageState.OVERDUE)
+        assert overdue.resends == 2
+        deliveries = running.receiver_deliveries(f"{message.receiver_org_her_id}_async", expect=4, timeout=2)
+        assert [d.message_id for d in deliveries] == [message.msg_id] * 3
+        assert {d.body for d in deliveries} == {message.signed_xml}
+    finally:
+        stop_gateway(running)
+        cleanup_gateway(running)
+
+
+REGISTERS = load_fixture_registers(resource_dir("fixtures") / "registers")
+
+
+APPREC_SAMPLES = sorted(str(p.relative_to(SAMPLES)) for p in (SAMPLES / "apprec").rglob("*.xml"))
+
+
+def test_there_are_apprec_samples() -> None:
+    """The sample set is present (a missing folder must not silently run no sample test)."""
+    assert len(APPREC_SAMPLES) >= 10
+
+
+@pytest.mark.parametrize("sample", APPREC_SAMPLES)
+def test_unsigned_samples_read_under_optional_policy(sample: str) -> None:
+    """Every valid AppRec sample reads under the optional policy; under required it is parked as unsigned."""
+    data = (SAMPLES / sample).read_bytes()
+    optional = read_apprec_delivery(data, policy=SignaturePolicy.OPTIONAL, registers=REGISTERS)
+    required = read_apprec_delivery(data, policy=SignaturePolicy.REQUIRED, registers=REGISTERS)
+    if "unknown-status" in sample:
+        assert isinstance(optional, Unreadable) and optional.code == "apprec.invalid"
+    else:
+        assert not isinstance(optional, Unreadable), optional
+        assert optional.signature == "absent"
+    assert isinstance(required, Unreadable) and required.code == "apprec.unsigned"
