@@ -125,17 +125,19 @@ class OutboundService:
                 "Adresseregister"
             )
         self._our = our
+        self._batch_known: dict[str, RequestRecord] = {}
+        self._batch_asked: set[str] = set()
 
     # -- the batch -------------------------------------------------------------------------------
 
     def handle_batch(self, deliveries: Sequence[Delivery]) -> list[Disposition]:
         """Process one batch of request deliveries; return one disposition per delivery, in order."""
-        plans = self._plan_all(deliveries)
         try:
+            plans = self._plan_all(deliveries)
             self._with_retry(lambda: self._save([p for p in plans if p.outcome is not None]))
         except TransientError as exc:
-            log.warning("store unavailable, batch requeued", error=type(exc).__name__, batch=len(plans))
-            return [Disposition.REQUEUE for _ in plans]
+            log.warning("store unavailable, batch requeued", error=type(exc).__name__, batch=len(deliveries))
+            return [Disposition.REQUEUE for _ in deliveries]
         self._publish_messages(plans)
         self._publish_events(plans)
         for plan in plans:
@@ -143,6 +145,10 @@ class OutboundService:
         return [p.disposition for p in plans]
 
     def _plan_all(self, deliveries: Sequence[Delivery]) -> list[_Plan]:
+        # One idempotency query for the whole batch, by the request ids the bodies name.
+        asked = {hint for d in deliveries if (hint := request_id_hint(d.body)) is not None}
+        self._batch_known = self._with_retry(lambda: self._d.store.get_requests(asked)) if asked else {}
+        self._batch_asked = asked
         plans: list[_Plan] = []
         seen: dict[str, _Plan] = {}
         for delivery in deliveries:
@@ -237,7 +243,10 @@ class OutboundService:
         )
 
     def _find_existing(self, plan: _Plan, request_id: str) -> bool:
-        existing = self._with_retry(lambda: self._d.store.get_request(request_id))
+        if request_id in self._batch_asked:
+            existing = self._batch_known.get(request_id)
+        else:
+            existing = self._with_retry(lambda: self._d.store.get_request(request_id))
         if existing is None:
             return False
         plan.existing = existing
@@ -391,6 +400,7 @@ class OutboundService:
                 for plan in plans:
                     if plan.request_id in raced:
                         plan.outcome = None
+                        self._batch_asked.discard(plan.request_id or "")  # stored since: ask again
                         if self._find_existing(plan, plan.request_id or ""):
                             self._repeat(plan, plan.request_id or "", {})
                 plans = [p for p in plans if p.outcome is not None]

@@ -201,6 +201,22 @@ class Store(AcknowledgementStore):
         """Return the request with this internal ref, or None."""
         return self._one_request(requests.c.ref == ref)
 
+    def get_request_by_amqp_message_id(self, message_id: str) -> RequestRecord | None:
+        """Return the request that arrived with this AMQP message_id (one without a usable request_id)."""
+        return self._one_request(requests.c.amqp_message_id == message_id)
+
+    def get_requests(self, request_ids: Collection[str]) -> dict[str, RequestRecord]:
+        """Return the stored requests among ``request_ids``, keyed by request_id; one query per 500 ids.
+
+        The worker's idempotency check asks once per batch instead of once per request.
+        """
+        found: dict[str, RequestRecord] = {}
+        with self._read() as conn:
+            for chunk in chunks(sorted(set(request_ids))):
+                query = sa.select(requests).where(requests.c.request_id.in_(chunk))
+                found.update({r.request_id: rows.request_record(r) for r in conn.execute(query)})
+        return found
+
     def get_message(self, msg_id: str) -> MessageRecord | None:
         """Return the message with this msg_id, or None."""
         with self._read() as conn:
