@@ -108,16 +108,57 @@ def send(
 
 
 @app.command()
-def demo(
-    timeout: Annotated[
-        float, typer.Option(help="Seconds to wait for every request to reach its outcome.")
-    ] = 60,
+def receiver(
+    her: Annotated[
+        int, typer.Option("--her", help="HER-id of the virksomhet (kommune or legekontor) to play.")
+    ],
+    reject: Annotated[
+        str | None, typer.Option(help="Answer every message Avvist with this 8221 code.")
+    ] = None,
+    reject_every: Annotated[int, typer.Option(help="Answer every Nth message Avvist (E35).")] = 0,
+    silent: Annotated[bool, typer.Option(help="Consume and never answer (shows overdue).")] = False,
+    delay: Annotated[float, typer.Option(help="Answer this many seconds late.")] = 0.0,
+    duplicate_apprec: Annotated[bool, typer.Option(help="Send every AppRec twice.")] = False,
 ) -> None:
-    """Run the whole flow on the embedded defaults and print what happened to each request."""
+    """Play a kommune or legekontor system: validate, verify and answer each message with an AppRec."""
+    from edi_gateway.services.receiver import ReceiverBehaviour, run_receiver
+
+    configure_logging()
+    settings = _settings(test_mode=True)  # receivers in demos and tests see synthetic patients
+    try:
+        behaviour = ReceiverBehaviour(
+            reject=reject,
+            reject_every=reject_every,
+            silent=silent,
+            delay_s=delay,
+            duplicate_apprec=duplicate_apprec,
+        )
+    except ValueError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    stop = threading.Event()
+
+    def _stop(signum: int, _frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    try:
+        run_receiver(settings, her, behaviour, stop)
+    except EdiGatewayError as exc:
+        raise _fail(exc) from exc
+
+
+@app.command()
+def demo(
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for every message's final state.")] = 90,
+    deadline: Annotated[float, typer.Option(help="AppRec deadline in the demo (standard: 96 h).")] = 8,
+) -> None:
+    """Run the whole loop on the embedded defaults: requests, messages, receivers, AppRecs, overdue."""
     from edi_gateway.services.demo import run_demo
 
     configure_logging(level="WARNING")
-    settings = _settings(test_mode=True)
+    settings = _settings(test_mode=True, apprec_deadline_s=deadline, overdue_sweep_interval_s=1.0)
     try:
         ok = run_demo(settings, timeout=timeout, echo=typer.echo)
     except EdiGatewayError as exc:

@@ -90,9 +90,9 @@ def test_bad_setting_names_the_variable(cli_env: dict[str, str]) -> None:
     assert "EDI_GATEWAY_BATCH_SIZE" in result.stderr
 
 
-def test_demo_runs_the_whole_flow_and_prints_the_table(cli_env: dict[str, str]) -> None:
-    """The demo sends its cases and prints each outcome: routed ones with MsgIds, rejections with reasons."""
-    result = _run(["demo"], cli_env)
+def test_demo_runs_the_whole_loop_and_prints_the_table(cli_env: dict[str, str]) -> None:
+    """The demo closes the loop: AppRecs ack most messages, one receiver rejects, one goes overdue."""
+    result = _run(["demo", "--deadline", "4"], cli_env)
     assert result.returncode == 0, result.stdout + result.stderr
     out = result.stdout
     for label in (
@@ -105,10 +105,16 @@ def test_demo_runs_the_whole_flow_and_prints_the_table(cli_env: dict[str, str]) 
         "not JSON",
     ):
         assert label in out
-    assert len(re.findall(r"-[0-9a-f]{12}\s+sent\b", out)) == 8  # MsgId then state: 6 kommune + 2 fastlege
-    assert "routing.kommune_unknown" in out
-    assert "person_id.checksum" in out
-    assert "routing.fastlege_missing" in out
+    states = re.findall(r"-[0-9a-f]{12}\s+(\w+)", out)  # the state after each MsgId: 8 messages
+    assert sorted(states) == ["acked"] * 6 + ["overdue", "rejected_by_receiver"]
+    assert "Avvist (E35" in out
+    for code in (
+        "routing.kommune_unknown",
+        "person_id.checksum",
+        "routing.fastlege_missing",
+        "request.not_json",
+    ):
+        assert code in out
     assert "no_consent" in out
     for person_number in ("23915700969", "07926217857"):
         assert person_number not in out

@@ -1,13 +1,15 @@
-"""``edi-gateway demo``: the whole outbound flow on the embedded defaults and the local RabbitMQ.
+"""``edi-gateway demo``: the whole loop on the embedded defaults and the local RabbitMQ.
 
 Sends the example requests plus a few more (several kommuner, a fastlege, no consent, an invalid one,
-a patient outside Telemark), runs a worker until every request has its outcome, and prints a table:
-request → receiver → MsgId → state, with rejection reasons. Each run gives its requests fresh
+a patient outside Telemark), runs a worker and a receiver for every kommune and legekontor involved
+(one of them rejects, one stays silent), waits until every message has its final state, and prints a
+table: request → receiver → MsgId → state → AppRec status and errors, with rejection reasons. Each run gives its requests fresh
 request ids (derived from a run id), so a second run shows the same cases again instead of repeats.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import shutil
 import subprocess
@@ -22,11 +24,14 @@ from edi_gateway.domain.states import MessageState
 from edi_gateway.errors import BrokerUnavailable, EdiGatewayError
 from edi_gateway.resources import resource_dir
 from edi_gateway.services.context import Gateway, open_gateway
+from edi_gateway.services.receiver import ReceiverBehaviour, run_receiver
 from edi_gateway.services.setup import declare_gateway_topology
 from edi_gateway.services.worker import run_worker
 from edi_gateway.settings import Settings
+from edi_gateway.store.records import RequestRecord
 from edi_gateway.transport.connection import connect
 from edi_gateway.transport.publisher import ConfirmingPublisher, Outgoing
+from edi_gateway.xml.apprec import STATUS_TEXTS
 
 Echo = Callable[[str], None]
 
@@ -38,6 +43,7 @@ class DemoCase:
     label: str
     body: bytes
     request_id: str | None
+    message_id: str
 
 
 def _example(name: str) -> dict[str, Any]:
@@ -94,11 +100,18 @@ def demo_cases(run_id: uuid.UUID) -> list[DemoCase]:
     cases = []
     for label, data in raw:
         if isinstance(data, bytes):
-            cases.append(DemoCase(label, data, None))
+            cases.append(DemoCase(label, data, None, str(uuid.uuid5(run_id, label))))
             continue
         request_id = str(uuid.uuid5(run_id, label))
         data["request_id"] = request_id
-        cases.append(DemoCase(label, json.dumps(data, ensure_ascii=False).encode(), request_id))
+        cases.append(
+            DemoCase(
+                label,
+                json.dumps(data, ensure_ascii=False).encode(),
+                request_id,
+                str(uuid.uuid5(run_id, label + "/amqp")),
+            )
+        )
     return cases
 
 
@@ -140,7 +153,7 @@ def _publish_cases(settings: Settings, gateway: Gateway, cases: list[DemoCase]) 
                 exchange="",
                 routing_key=gateway.names.requests,
                 body=c.body,
-                message_id=str(uuid.uuid4()),
+                message_id=c.message_id,
                 correlation_id=c.request_id,
                 content_type="application/json",
             )
@@ -151,6 +164,22 @@ def _publish_cases(settings: Settings, gateway: Gateway, cases: list[DemoCase]) 
         raise BrokerUnavailable(f"{len(errors)} demo requests were not confirmed by the broker: {errors[0]}")
 
 
+FINAL_STATES = frozenset(
+    {
+        MessageState.ACKED,
+        MessageState.ACKED_WITH_ERRORS,
+        MessageState.REJECTED_BY_RECEIVER,
+        MessageState.OVERDUE,
+        MessageState.FAILED,
+    }
+)
+
+# Scripted receiver behaviour, so every ending can be seen: Notodden kommune rejects (E35, the patient
+# is not known there) and Fyresdal kommune has gone silent (its message ends overdue). All others answer OK.
+REJECTING_RECEIVER = 8100015
+SILENT_RECEIVER = 8100070
+
+
 def _settled(gateway: Gateway, cases: list[DemoCase], started: float) -> bool:
     store = gateway.store
     for case in cases:
@@ -159,20 +188,36 @@ def _settled(gateway: Gateway, cases: list[DemoCase], started: float) -> bool:
         request = store.get_request(case.request_id)
         if request is None:
             return False
-        if any(m.state == MessageState.QUEUED for m in store.messages_for_request(request.ref)):
+        if any(m.state not in FINAL_STATES for m in store.messages_for_request(request.ref)):
             return False
     # Requests without a usable id are recorded too; give the worker the same batch to finish them.
     return time.monotonic() - started > 1.0
 
 
+def _request_of(gateway: Gateway, case: DemoCase) -> RequestRecord | None:
+    if case.request_id:
+        return gateway.store.get_request(case.request_id)
+    return gateway.store.get_request_by_amqp_message_id(case.message_id)
+
+
+def _apprec_column(gateway: Gateway, msg_id: str) -> str:
+    apprecs = gateway.store.apprecs_for_message(msg_id)
+    if not apprecs:
+        return "-"
+    last = apprecs[-1]
+    text = STATUS_TEXTS[last.status]
+    errors = "; ".join(f"{p.code.removeprefix('apprec.')} {p.reason}" for p in last.errors)
+    return f"{text} ({errors})" if errors else text
+
+
 def _table(gateway: Gateway, cases: list[DemoCase]) -> list[list[str]]:
-    rows = [["request", "request id", "state", "receiver (HER-id)", "MsgId", "message state", "reason"]]
+    rows = [
+        ["request", "request id", "state", "receiver (HER-id)", "MsgId", "message state", "AppRec / reason"]
+    ]
     for case in cases:
-        request = gateway.store.get_request(case.request_id) if case.request_id else None
+        request = _request_of(gateway, case)
         if request is None:
-            rows.append(
-                [case.label, "-", "rejected", "", "", "", "no request_id: see edi.events / the store"]
-            )
+            rows.append([case.label, "-", "?", "", "", "", "not recorded (yet)"])
             continue
         short = request.request_id[:8] if request.request_id else "-"
         reason = "; ".join(f"{p.code}: {p.reason}" for p in request.problems)
@@ -180,15 +225,16 @@ def _table(gateway: Gateway, cases: list[DemoCase]) -> list[list[str]]:
         if not messages:
             rows.append([case.label, short, request.state, "", "", "", reason])
         for i, m in enumerate(messages):
+            first = i == 0
             rows.append(
                 [
-                    case.label if i == 0 else "",
-                    short if i == 0 else "",
-                    request.state if i == 0 else "",
+                    case.label if first else "",
+                    short if first else "",
+                    request.state if first else "",
                     f"{m.receiver_name} ({m.receiver_her_id})",
                     m.msg_id,
                     m.state,
-                    reason if i == 0 else "",
+                    _apprec_column(gateway, m.msg_id) + (f" — {reason}" if first and reason else ""),
                 ]
             )
     return rows
@@ -205,49 +251,101 @@ def _render(rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
+class _Threads:
+    """The demo's background loops (worker and receivers); the first failure of any is kept."""
+
+    def __init__(self) -> None:
+        self.stop = threading.Event()
+        self.failures: list[BaseException] = []
+        self._threads: list[threading.Thread] = []
+
+    def start(self, name: str, target: Callable[[threading.Event], None]) -> None:
+        ready = threading.Event()
+
+        def _run() -> None:
+            try:
+                target(ready)
+            except BaseException as exc:  # reported by the demo; it must not hang on a dead loop
+                self.failures.append(exc)
+                ready.set()
+
+        thread = threading.Thread(target=_run, name=name, daemon=True)
+        thread.start()
+        self._threads.append(thread)
+        ready.wait(30)
+        if self.failures:
+            raise EdiGatewayError(f"{name} failed to start: {self.failures[0]}")
+
+    def join(self) -> None:
+        self.stop.set()
+        for thread in self._threads:
+            thread.join(30)
+
+
+def _receivers_for(gateway: Gateway, cases: list[DemoCase]) -> list[int]:
+    """The virksomheter the demo's patients are routed to (kommuner and their fastleger's legekontor)."""
+    registers, her_ids = gateway.registers, set()
+    for case in cases:
+        try:
+            patient = json.loads(case.body)["patient"]["id"]
+        except (ValueError, KeyError, TypeError):
+            continue
+        kommunenummer = registers.population.bosted_kommune(patient)
+        kommune = registers.address.kommune(kommunenummer) if kommunenummer else None
+        gp = registers.fastlege.fastlege_for(patient)
+        her_ids |= {v.her_id for v in (kommune, gp.legekontor if gp else None) if v is not None}
+    return sorted(her_ids)
+
+
+def _behaviour(her_id: int) -> ReceiverBehaviour:
+    if her_id == REJECTING_RECEIVER:
+        return ReceiverBehaviour(reject="E35")
+    if her_id == SILENT_RECEIVER:
+        return ReceiverBehaviour(silent=True)
+    return ReceiverBehaviour()
+
+
+def _run_receiver(settings: Settings, her_id: int, stop: threading.Event, ready: threading.Event) -> None:
+    run_receiver(settings, her_id, _behaviour(her_id), stop, ready)
+
+
 def run_demo(settings: Settings, *, timeout: float, echo: Echo) -> bool:
     """Run the demo; return True when every request reached its outcome in time."""
     echo(f"edi_gateway demo — state under {settings.home}")
     ensure_broker(settings, echo)
     gateway = open_gateway(settings, migrate=True)
-    stop, ready = threading.Event(), threading.Event()
-    failure: list[BaseException] = []
-
-    def _worker() -> None:
-        try:
-            run_worker(gateway, stop, ready=ready)
-        except BaseException as exc:  # reported below; the demo must not hang on a dead worker
-            failure.append(exc)
-            ready.set()
-
+    loops = _Threads()
     try:
         declare_gateway_topology(gateway)
-        thread = threading.Thread(target=_worker, name="demo-worker", daemon=True)
-        thread.start()
-        ready.wait(30)
-        if failure:
-            raise EdiGatewayError(f"the worker failed to start: {failure[0]}")
+        loops.start("worker", lambda ready: run_worker(gateway, loops.stop, ready=ready))
         cases = demo_cases(uuid.uuid4())
+        receivers = _receivers_for(gateway, cases)
+        for her_id in receivers:
+            loops.start(f"receiver {her_id}", functools.partial(_run_receiver, settings, her_id, loops.stop))
+        echo(
+            f"started the worker and {len(receivers)} receivers (kommuner and legekontor); "
+            f"{REJECTING_RECEIVER} rejects, {SILENT_RECEIVER} stays silent; "
+            f"AppRec deadline {settings.apprec_deadline_s:.0f} s"
+        )
         _publish_cases(settings, gateway, cases)
-        echo(f"sent {len(cases)} requests to {gateway.names.requests}; waiting for the worker ...")
+        echo(f"sent {len(cases)} requests to {gateway.names.requests}; waiting for AppRecs ...")
         started = time.monotonic()
         done = False
-        while time.monotonic() - started < timeout and not failure:
+        while time.monotonic() - started < timeout and not loops.failures:
             if _settled(gateway, cases, started):
                 done = True
                 break
             time.sleep(0.2)
-        stop.set()
-        thread.join(30)
+        loops.join()
         echo("")
         echo(_render(_table(gateway, cases)))
         echo("")
-        if failure:
-            echo(f"the worker failed: {failure[0]}")
+        if loops.failures:
+            echo(f"a demo loop failed: {loops.failures[0]}")
             return False
         if not done:
-            echo(f"not every request reached its outcome within {timeout:.0f} s")
+            echo(f"not every message reached its final state within {timeout:.0f} s")
         return done
     finally:
-        stop.set()
+        loops.stop.set()
         gateway.close()
