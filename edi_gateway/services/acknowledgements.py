@@ -175,7 +175,11 @@ class AcknowledgementService:
         self._policy = SignaturePolicy(deps.settings.apprec_signature)
 
     def handle_batch(self, deliveries: Sequence[Delivery]) -> list[Disposition]:
-        """Process one batch of inbox deliveries; every delivery is acked once its outcome is stored."""
+        """Process one batch of inbox deliveries; every delivery is acked once its outcome is stored.
+
+        A transient fault requeues the batch. An unclassified fault is narrowed down to the delivery
+        that causes it, which is parked for an operator, so one bad AppRec cannot block the inbox.
+        """
         try:
             batch = self._judge(deliveries)
             self._d.store.save_acknowledgements(
@@ -190,11 +194,36 @@ class AcknowledgementService:
                 "store unavailable, AppRec batch requeued", error=type(exc).__name__, batch=len(deliveries)
             )
             return [Disposition.REQUEUE for _ in deliveries]
+        except Exception as exc:  # unclassified: isolate it rather than loop on the batch
+            if len(deliveries) > 1:
+                return [self.handle_batch([d])[0] for d in deliveries]
+            return [self._park_unknown(deliveries[0], exc)]
         if not self._publish(batch):
             # The outcome is stored; a redelivery is a duplicate (no-op) and would not re-announce it,
             # so the events are not retried through the queue. The store remains the record.
             log.warning("status events for an AppRec batch were not all confirmed", batch=len(deliveries))
         return [Disposition.ACK for _ in deliveries]
+
+    def _park_unknown(self, delivery: Delivery, exc: Exception) -> Disposition:
+        """Park a delivery whose processing failed for an unclassified reason; requeue if even that fails."""
+        log.error(
+            "unexpected fault on an AppRec, parked",
+            error=type(exc).__name__,
+            amqp_message_id=delivery.message_id,
+            exc_info=exc,
+        )
+        batch = _Batch()
+        reason = f"unexpected {type(exc).__name__} while processing the AppRec; parked for an operator"
+        self._park(batch, delivery, self._clock(), "apprec.internal_error", reason)
+        try:
+            self._d.store.save_acknowledgements(
+                apprecs=[], parked=batch.parked, transitions=[], health=[], actor=self._d.actor
+            )
+        except Exception as again:  # the store itself fails: leave it on the queue
+            log.error("could not park the AppRec, requeued", error=type(again).__name__)
+            return Disposition.REQUEUE
+        self._publish(batch)
+        return Disposition.ACK
 
     # -- judging -------------------------------------------------------------------------------
 

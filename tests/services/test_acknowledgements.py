@@ -311,3 +311,61 @@ def test_unsigned_samples_read_under_optional_policy(sample: str) -> None:
         assert not isinstance(optional, Unreadable), optional
         assert optional.signature == "absent"
     assert isinstance(required, Unreadable) and required.code == "apprec.unsigned"
+
+
+def test_unclassified_fault_parks_only_the_offending_apprec(running: RunningGateway, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """An AppRec that makes the service fail for an unknown reason is parked; its batch-mates still land."""
+    import edi_gateway.services.acknowledgements as acks
+
+    first, second = sent_message(running), sent_message(running)
+    poison_id = str(uuid.uuid4())
+    real_decide = acks.decide
+
+    def flaky_decide(apprec, **kwargs):  # type: ignore[no-untyped-def]
+        if apprec.id == poison_id:
+            raise RuntimeError("bug")
+        return real_decide(apprec, **kwargs)
+
+    monkeypatch.setattr(acks, "decide", flaky_decide)
+    org = first.receiver_org_her_id
+    to_inbox(
+        running,
+        signed_by(running, org, apprec_for(first, apprec_id=poison_id)),
+        signed_by(running, org, apprec_for(second)),
+    )
+    wait_state(running, second.msg_id, MessageState.ACKED)
+    store = running.gateway.store
+    running.wait_for(lambda: store.count_parked() == 1)
+    assert store.list_parked()[0].code == "apprec.internal_error"
+    assert store.get_message(first.msg_id).state == MessageState.SENT
+
+
+def test_broker_restart_with_apprecs_in_flight_loses_none(
+    tmp_path: Path, pki_template: Path, amqp_url: str, sqlite_url: str, queue_prefix: str
+) -> None:
+    """AppRecs waiting in the inbox survive a broker restart, and the worker reconnects and acks them all."""
+    import subprocess
+
+    settings = make_settings(
+        tmp_path, pki_template, amqp_url=amqp_url, database_url=sqlite_url, queue_prefix=queue_prefix
+    )
+    running = start_gateway(settings)
+    try:
+        requests = [example("kommune-only") for _ in range(20)]
+        running.send(*requests)
+        store = running.gateway.store
+        messages = [
+            store.messages_for_request(running.wait_request(r["request_id"]).ref)[0] for r in requests
+        ]
+        org = messages[0].receiver_org_her_id
+        apprecs = [signed_by(running, org, apprec_for(m)) for m in messages]
+        to_inbox(running, *apprecs[:10])  # these are in the inbox or being processed when the broker stops
+        subprocess.run(["rabbitmqctl", "-q", "stop_app"], check=True, timeout=60)
+        subprocess.run(["rabbitmqctl", "-q", "start_app"], check=True, timeout=120)
+        subprocess.run(["rabbitmqctl", "-q", "await_startup"], check=True, timeout=120)
+        to_inbox(running, *apprecs[10:])  # the same worker must have reconnected to take these
+        running.wait_for(lambda: store.count_messages(state=MessageState.ACKED) == 20, timeout=120)
+        assert store.count_parked() == 0
+    finally:
+        stop_gateway(running)
+        cleanup_gateway(running)
