@@ -37,10 +37,12 @@ from edi_gateway.domain.acks import (
 )
 from edi_gateway.domain.apprec import AppRec
 from edi_gateway.domain.events import StatusEvent
+from edi_gateway.domain.retry import RetryPolicy
 from edi_gateway.domain.states import MessageState
 from edi_gateway.errors import SignatureInvalid, TransientError, XmlRejected
 from edi_gateway.logging import get_logger
 from edi_gateway.registers.base import Registers
+from edi_gateway.services.retrying import with_retry
 from edi_gateway.settings import Settings
 from edi_gateway.store import Store
 from edi_gateway.store.records import (
@@ -169,9 +171,16 @@ class _Batch:
 class AcknowledgementService:
     """Turns batches of AppRec deliveries into stored answers, state changes and events."""
 
-    def __init__(self, deps: AckDeps, *, clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+    def __init__(
+        self,
+        deps: AckDeps,
+        *,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        retry: RetryPolicy | None = None,
+    ) -> None:
         self._d = deps
         self._clock = clock
+        self._retry = retry or RetryPolicy()
         self._policy = SignaturePolicy(deps.settings.apprec_signature)
 
     def handle_batch(self, deliveries: Sequence[Delivery]) -> list[Disposition]:
@@ -181,13 +190,16 @@ class AcknowledgementService:
         that causes it, which is parked for an operator, so one bad AppRec cannot block the inbox.
         """
         try:
-            batch = self._judge(deliveries)
-            self._d.store.save_acknowledgements(
-                apprecs=batch.apprecs,
-                parked=batch.parked,
-                transitions=batch.transitions,
-                health=list(batch.health.values()),
-                actor=self._d.actor,
+            batch = with_retry(lambda: self._judge(deliveries), self._retry)
+            with_retry(
+                lambda: self._d.store.save_acknowledgements(
+                    apprecs=batch.apprecs,
+                    parked=batch.parked,
+                    transitions=batch.transitions,
+                    health=list(batch.health.values()),
+                    actor=self._d.actor,
+                ),
+                self._retry,
             )
         except TransientError as exc:
             log.warning(

@@ -15,7 +15,6 @@ For each batch the worker hands over:
 from __future__ import annotations
 
 import json
-import random
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -41,7 +40,6 @@ from edi_gateway.errors import (
     EdiGatewayError,
     Problem,
     RequestRejected,
-    StoreUnavailable,
     TransientError,
     Unroutable,
     XmlRejected,
@@ -49,6 +47,7 @@ from edi_gateway.errors import (
 from edi_gateway.logging import get_logger
 from edi_gateway.registers.base import Registers
 from edi_gateway.services.receivers import resolve_receivers
+from edi_gateway.services.retrying import with_retry
 from edi_gateway.settings import Settings
 from edi_gateway.store import DuplicateRequest, Store
 from edi_gateway.store.records import (
@@ -521,16 +520,7 @@ class OutboundService:
     # -- helpers ---------------------------------------------------------------------------------
 
     def _with_retry(self, operation: Callable[[], T]) -> T:
-        attempt = 0
-        while True:
-            try:
-                return operation()
-            except StoreUnavailable:
-                attempt += 1
-                delay = self._retry.delay(attempt, random.random())  # noqa: S311 - jitter, not crypto
-                if delay is None:
-                    raise
-                time.sleep(delay)
+        return with_retry(operation, self._retry)
 
     def _log_summary(self, plan: _Plan) -> None:
         messages = plan.outcome.messages if plan.outcome else plan.republish
