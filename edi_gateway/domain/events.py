@@ -54,3 +54,15 @@ class StatusEvent:
             "at": self.at.isoformat(),
             "errors": [p.as_dict() for p in self.errors],
         }
+
+
+def alert_json(kind: str, reason: str, at: datetime, **ids: str | int | None) -> dict[str, Any]:
+    """An operator alert for ``edi.events`` (routing key ``alert.<kind>``): a kind, a reason and ids only."""
+    return {
+        "version": EVENT_VERSION,
+        "type": "alert",
+        "kind": kind,
+        "reason": reason,
+        "at": at.isoformat(),
+        **ids,
+    }

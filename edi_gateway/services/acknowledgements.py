@@ -15,8 +15,6 @@ For each batch from ``<ourHerId>_async``:
 
 from __future__ import annotations
 
-import json
-import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -36,12 +34,13 @@ from edi_gateway.domain.acks import (
     on_apprec,
 )
 from edi_gateway.domain.apprec import AppRec
-from edi_gateway.domain.events import StatusEvent
+from edi_gateway.domain.events import StatusEvent, alert_json
 from edi_gateway.domain.retry import RetryPolicy
 from edi_gateway.domain.states import MessageState
 from edi_gateway.errors import SignatureInvalid, TransientError, XmlRejected
 from edi_gateway.logging import get_logger
 from edi_gateway.registers.base import Registers
+from edi_gateway.services.announce import alert_outgoing, status_outgoing
 from edi_gateway.services.retrying import with_retry
 from edi_gateway.settings import Settings
 from edi_gateway.store import Store
@@ -55,7 +54,7 @@ from edi_gateway.store.records import (
 )
 from edi_gateway.transport.consumer import Delivery, Disposition
 from edi_gateway.transport.names import Names
-from edi_gateway.transport.publisher import ConfirmingPublisher, Outgoing
+from edi_gateway.transport.publisher import ConfirmingPublisher
 from edi_gateway.xml import namespaces as ns
 from edi_gateway.xml.apprec import parse_apprec
 from edi_gateway.xml.safe import parse_xml
@@ -332,7 +331,7 @@ class AcknowledgementService:
         current = batch.health.get(receiver) or health.get(receiver) or ReceiverHealth(receiver)
         batch.health[receiver], alert = on_apprec(current)
         if alert is not None:
-            batch.alerts.append(_alert_body(alert.kind.value, alert.reason, now, her_id=alert.her_id))
+            batch.alerts.append(alert_json(alert.kind.value, alert.reason, now, her_id=alert.her_id))
         if decision.kind is not AckOutcome.TRANSITION:
             return
         previous = MessageState(record.state)
@@ -383,7 +382,7 @@ class AcknowledgementService:
                 details=None,
             )
         )
-        batch.alerts.append(_alert_body(code, reason, now, apprec_id=apprec_id, msg_id=msg_id))
+        batch.alerts.append(alert_json(code, reason, now, apprec_id=apprec_id, msg_id=msg_id))
         log.warning(
             "AppRec parked",
             code=code,
@@ -409,7 +408,8 @@ class AcknowledgementService:
     def _publish(self, batch: _Batch) -> bool:
         request_ids = self._request_ids({e.msg_id for e in batch.events if e.msg_id})
         outgoing = [
-            self._event(
+            status_outgoing(
+                self._d.names,
                 StatusEvent(
                     e.state,
                     e.at,
@@ -418,11 +418,11 @@ class AcknowledgementService:
                     e.receiver_her_id,
                     e.receiver_kind,
                     e.errors,
-                )
+                ),
             )
             for e in batch.events
         ]
-        outgoing += [self._alert(a) for a in batch.alerts]
+        outgoing += [alert_outgoing(self._d.names, a) for a in batch.alerts]
         if not outgoing:
             return True
         results = self._d.publisher.publish_many(outgoing, timeout=self._d.settings.confirm_timeout_s)
@@ -435,32 +435,3 @@ class AcknowledgementService:
             if request is not None and request.request_id:
                 out[msg_id] = request.request_id
         return out
-
-    def _event(self, event: StatusEvent) -> Outgoing:
-        return Outgoing(
-            exchange=self._d.names.events_exchange,
-            routing_key=event.routing_key,
-            body=json.dumps(event.as_json(), ensure_ascii=False).encode(),
-            message_id=str(uuid.uuid4()),
-            correlation_id=event.request_id,
-            content_type="application/json",
-            mandatory=False,
-            headers={"state": event.state, **({"msg_id": event.msg_id} if event.msg_id else {})},
-        )
-
-    def _alert(self, body: dict[str, Any]) -> Outgoing:
-        return Outgoing(
-            exchange=self._d.names.events_exchange,
-            routing_key=f"alert.{body['kind']}",
-            body=json.dumps(body, ensure_ascii=False).encode(),
-            message_id=str(uuid.uuid4()),
-            correlation_id=None,
-            content_type="application/json",
-            mandatory=False,
-            headers={"alert": str(body["kind"])},
-        )
-
-
-def _alert_body(kind: str, reason: str, at: datetime, **ids: str | int | None) -> dict[str, Any]:
-    """An operator alert on edi.events (routing key ``alert.<kind>``): ids and reasons only."""
-    return {"version": 1, "type": "alert", "kind": kind, "reason": reason, "at": at.isoformat(), **ids}

@@ -14,7 +14,6 @@ For each batch the worker hands over:
 
 from __future__ import annotations
 
-import json
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -46,6 +45,7 @@ from edi_gateway.errors import (
 )
 from edi_gateway.logging import get_logger
 from edi_gateway.registers.base import Registers
+from edi_gateway.services.announce import status_outgoing
 from edi_gateway.services.receivers import resolve_receivers
 from edi_gateway.services.retrying import with_retry
 from edi_gateway.settings import Settings
@@ -484,20 +484,7 @@ class OutboundService:
                 events += [(plan, e) for e in self._events_for(plan)]
         if not events:
             return
-        exchange = self._d.names.events_exchange
-        outgoing = [
-            Outgoing(
-                exchange=exchange,
-                routing_key=e.routing_key,
-                body=json.dumps(e.as_json(), ensure_ascii=False).encode(),
-                message_id=str(uuid.uuid4()),
-                correlation_id=e.request_id,
-                content_type=JSON,
-                mandatory=False,
-                headers={"state": e.state, **({"msg_id": e.msg_id} if e.msg_id else {})},
-            )
-            for _, e in events
-        ]
+        outgoing = [status_outgoing(self._d.names, e) for _, e in events]
         results = self._d.publisher.publish_many(outgoing, timeout=self._d.settings.confirm_timeout_s)
         for (plan, _), error in zip(events, results, strict=True):
             if error is not None:

@@ -8,9 +8,7 @@ messages in a row raise one ``receiver_quiet`` alert; the acknowledgement servic
 
 from __future__ import annotations
 
-import json
 import threading
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -22,11 +20,12 @@ from edi_gateway.domain.acks import (
     on_overdue,
     overdue_actions,
 )
-from edi_gateway.domain.events import StatusEvent
+from edi_gateway.domain.events import StatusEvent, alert_json
 from edi_gateway.domain.states import MessageState
 from edi_gateway.errors import Problem, TransientError
 from edi_gateway.logging import get_logger
-from edi_gateway.services.acknowledgements import AckDeps, _alert_body
+from edi_gateway.services.acknowledgements import AckDeps
+from edi_gateway.services.announce import alert_outgoing, status_outgoing
 from edi_gateway.store.records import MessageRecord, Transition
 from edi_gateway.transport.publisher import Outgoing
 
@@ -79,7 +78,7 @@ class OverdueSweeper:
                 health.get(receiver) or ReceiverHealth(receiver), threshold=settings.quiet_threshold
             )
             if alert is not None:
-                alerts.append(_alert_body(alert.kind.value, alert.reason, now, her_id=alert.her_id))
+                alerts.append(alert_json(alert.kind.value, alert.reason, now, her_id=alert.her_id))
         if not transitions:
             return SweepResult()
         changed = set(
@@ -129,7 +128,6 @@ class OverdueSweeper:
         ]
 
     def _announce(self, marked: list[MessageRecord], alerts: list[dict[str, object]], now: datetime) -> None:
-        names = self._d.names
         outgoing = []
         for m in marked:
             request = self._d.store.get_request_by_ref(m.request_ref)
@@ -142,30 +140,8 @@ class OverdueSweeper:
                 m.receiver_kind,
                 (OVERDUE_PROBLEM,),
             )
-            outgoing.append(
-                Outgoing(
-                    exchange=names.events_exchange,
-                    routing_key=event.routing_key,
-                    body=json.dumps(event.as_json(), ensure_ascii=False).encode(),
-                    message_id=str(uuid.uuid4()),
-                    correlation_id=event.request_id,
-                    content_type="application/json",
-                    mandatory=False,
-                    headers={"state": event.state, "msg_id": m.msg_id},
-                )
-            )
-        outgoing += [
-            Outgoing(
-                exchange=names.events_exchange,
-                routing_key=f"alert.{a['kind']}",
-                body=json.dumps(a, ensure_ascii=False).encode(),
-                message_id=str(uuid.uuid4()),
-                correlation_id=None,
-                content_type="application/json",
-                mandatory=False,
-            )
-            for a in alerts
-        ]
+            outgoing.append(status_outgoing(self._d.names, event))
+        outgoing += [alert_outgoing(self._d.names, a) for a in alerts]
         if outgoing:
             self._d.publisher.publish_many(outgoing, timeout=self._d.settings.confirm_timeout_s)
 

@@ -133,7 +133,9 @@ def start_gateway(
     connection = pika.BlockingConnection(pika.URLParameters(settings.amqp_url))
     channel = connection.channel()
     channel.queue_declare(events_queue, durable=True)
-    channel.queue_bind(events_queue, gateway.names.events_exchange, routing_key="#")  # status events and alerts
+    channel.queue_bind(
+        events_queue, gateway.names.events_exchange, routing_key="#"
+    )  # status events and alerts
     connection.close()
     running = RunningGateway(gateway, settings, events_queue)
     ready = threading.Event()
@@ -180,6 +182,34 @@ def make_settings(
 def cleanup_gateway(running: RunningGateway) -> None:
     """Delete every queue and the exchange the test's gateway declared."""
     _cleanup(running.settings, running.gateway, [running.events_queue])
+
+
+@pytest.fixture
+def start(
+    tmp_path: Path, pki_template: Path, amqp_url: str, sqlite_url: str, queue_prefix: str
+) -> Iterator[Callable[..., RunningGateway]]:
+    """Start a gateway with setting overrides (SQLite, own queues); stopped and cleaned up after the test.
+
+    ``start(apprec_deadline_s=0.5)``; ``start(customize=f)`` swaps gateway parts before the worker starts.
+    """
+    started: list[RunningGateway] = []
+
+    def _start(*, customize: Callable[[Gateway], Gateway] | None = None, **overrides: Any) -> RunningGateway:
+        settings = make_settings(
+            tmp_path,
+            pki_template,
+            amqp_url=amqp_url,
+            database_url=sqlite_url,
+            queue_prefix=queue_prefix,
+            **overrides,
+        )
+        started.append(start_gateway(settings, customize))
+        return started[-1]
+
+    yield _start
+    for gw in started:
+        stop_gateway(gw)
+        cleanup_gateway(gw)
 
 
 @pytest.fixture

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -21,11 +22,7 @@ from edi_gateway.xml.msghead import to_bytes
 from edi_gateway.xml.signing import Signer
 from tests.services.conftest import (
     RunningGateway,
-    cleanup_gateway,
     example,
-    make_settings,
-    start_gateway,
-    stop_gateway,
 )
 
 HOSPITAL = 8100001
@@ -206,86 +203,38 @@ def test_apprec_for_unknown_msg_id_and_malformed_ones_are_parked(running: Runnin
     assert store.get_message(message.msg_id).state == MessageState.SENT
 
 
-def test_overdue_once_then_a_late_apprec_still_lands(
-    tmp_path: Path, pki_template: Path, amqp_url: str, sqlite_url: str, queue_prefix: str
-) -> None:
+def test_overdue_once_then_a_late_apprec_still_lands(start: Callable[..., RunningGateway]) -> None:
     """With a tiny deadline the message goes overdue exactly once; a late AppRec then acks it."""
-    settings = make_settings(
-        tmp_path,
-        pki_template,
-        amqp_url=amqp_url,
-        database_url=sqlite_url,
-        queue_prefix=queue_prefix,
-        apprec_deadline_s=0.5,
-        overdue_sweep_interval_s=0.2,
-    )
-    running = start_gateway(settings)
-    try:
-        message = sent_message(running)
-        wait_state(running, message.msg_id, MessageState.OVERDUE)
-        events = running.events(expect=4, timeout=3)
-        assert [e["state"] for e in events if e.get("msg_id") == message.msg_id].count("overdue") == 1
-        to_inbox(running, signed_by(running, message.receiver_org_her_id, apprec_for(message)))
-        wait_state(running, message.msg_id, MessageState.ACKED)
-    finally:
-        stop_gateway(running)
-        cleanup_gateway(running)
+    running = start(apprec_deadline_s=0.5, overdue_sweep_interval_s=0.2)
+    message = sent_message(running)
+    wait_state(running, message.msg_id, MessageState.OVERDUE)
+    events = running.events(expect=4, timeout=3)
+    assert [e["state"] for e in events if e.get("msg_id") == message.msg_id].count("overdue") == 1
+    to_inbox(running, signed_by(running, message.receiver_org_her_id, apprec_for(message)))
+    wait_state(running, message.msg_id, MessageState.ACKED)
 
 
-def test_quiet_receiver_alerts_once_and_recovers_once(
-    tmp_path: Path, pki_template: Path, amqp_url: str, sqlite_url: str, queue_prefix: str
-) -> None:
+def test_quiet_receiver_alerts_once_and_recovers_once(start: Callable[..., RunningGateway]) -> None:
     """Three overdue messages in a row raise one quiet alert; the next AppRec raises one recovered alert."""
-    settings = make_settings(
-        tmp_path,
-        pki_template,
-        amqp_url=amqp_url,
-        database_url=sqlite_url,
-        queue_prefix=queue_prefix,
-        apprec_deadline_s=0.3,
-        overdue_sweep_interval_s=0.2,
-        quiet_threshold=2,
-    )
-    running = start_gateway(settings)
-    try:
-        messages = [sent_message(running) for _ in range(3)]  # all to Kviteseid
-        for m in messages:
-            wait_state(running, m.msg_id, MessageState.OVERDUE)
-        to_inbox(running, signed_by(running, messages[0].receiver_org_her_id, apprec_for(messages[0])))
-        wait_state(running, messages[0].msg_id, MessageState.ACKED)
-        kinds = [a["kind"] for a in alerts(running, 20)]
-        assert kinds == ["receiver_quiet", "receiver_recovered"]
-    finally:
-        stop_gateway(running)
-        cleanup_gateway(running)
+    running = start(apprec_deadline_s=0.3, overdue_sweep_interval_s=0.2, quiet_threshold=2)
+    messages = [sent_message(running) for _ in range(3)]  # all to Kviteseid
+    for m in messages:
+        wait_state(running, m.msg_id, MessageState.OVERDUE)
+    to_inbox(running, signed_by(running, messages[0].receiver_org_her_id, apprec_for(messages[0])))
+    wait_state(running, messages[0].msg_id, MessageState.ACKED)
+    kinds = [a["kind"] for a in alerts(running, 20)]
+    assert kinds == ["receiver_quiet", "receiver_recovered"]
 
 
-def test_automatic_resend_uses_the_same_msg_id(
-    tmp_path: Path, pki_template: Path, amqp_url: str, sqlite_url: str, queue_prefix: str
-) -> None:
+def test_automatic_resend_uses_the_same_msg_id(start: Callable[..., RunningGateway]) -> None:
     """Configured resends publish the stored bytes again with the same MsgId, then the message goes overdue."""
-    settings = make_settings(
-        tmp_path,
-        pki_template,
-        amqp_url=amqp_url,
-        database_url=sqlite_url,
-        queue_prefix=queue_prefix,
-        apprec_deadline_s=1.5,
-        resend_after_s=0.3,
-        max_resends=2,
-        overdue_sweep_interval_s=0.1,
-    )
-    running = start_gateway(settings)
-    try:
-        message = sent_message(running)
-        overdue = wait_state(running, message.msg_id, MessageState.OVERDUE)
-        assert overdue.resends == 2
-        deliveries = running.receiver_deliveries(f"{message.receiver_org_her_id}_async", expect=4, timeout=2)
-        assert [d.message_id for d in deliveries] == [message.msg_id] * 3
-        assert {d.body for d in deliveries} == {message.signed_xml}
-    finally:
-        stop_gateway(running)
-        cleanup_gateway(running)
+    running = start(apprec_deadline_s=1.5, resend_after_s=0.3, max_resends=2, overdue_sweep_interval_s=0.1)
+    message = sent_message(running)
+    overdue = wait_state(running, message.msg_id, MessageState.OVERDUE)
+    assert overdue.resends == 2
+    deliveries = running.receiver_deliveries(f"{message.receiver_org_her_id}_async", expect=4, timeout=2)
+    assert [d.message_id for d in deliveries] == [message.msg_id] * 3
+    assert {d.body for d in deliveries} == {message.signed_xml}
 
 
 REGISTERS = load_fixture_registers(resource_dir("fixtures") / "registers")
@@ -340,32 +289,21 @@ def test_unclassified_fault_parks_only_the_offending_apprec(running: RunningGate
     assert store.get_message(first.msg_id).state == MessageState.SENT
 
 
-def test_broker_restart_with_apprecs_in_flight_loses_none(
-    tmp_path: Path, pki_template: Path, amqp_url: str, sqlite_url: str, queue_prefix: str
-) -> None:
+def test_broker_restart_with_apprecs_in_flight_loses_none(start: Callable[..., RunningGateway]) -> None:
     """AppRecs waiting in the inbox survive a broker restart, and the worker reconnects and acks them all."""
     import subprocess
 
-    settings = make_settings(
-        tmp_path, pki_template, amqp_url=amqp_url, database_url=sqlite_url, queue_prefix=queue_prefix
-    )
-    running = start_gateway(settings)
-    try:
-        requests = [example("kommune-only") for _ in range(20)]
-        running.send(*requests)
-        store = running.gateway.store
-        messages = [
-            store.messages_for_request(running.wait_request(r["request_id"]).ref)[0] for r in requests
-        ]
-        org = messages[0].receiver_org_her_id
-        apprecs = [signed_by(running, org, apprec_for(m)) for m in messages]
-        to_inbox(running, *apprecs[:10])  # these are in the inbox or being processed when the broker stops
-        subprocess.run(["rabbitmqctl", "-q", "stop_app"], check=True, timeout=60)
-        subprocess.run(["rabbitmqctl", "-q", "start_app"], check=True, timeout=120)
-        subprocess.run(["rabbitmqctl", "-q", "await_startup"], check=True, timeout=120)
-        to_inbox(running, *apprecs[10:])  # the same worker must have reconnected to take these
-        running.wait_for(lambda: store.count_messages(state=MessageState.ACKED) == 20, timeout=120)
-        assert store.count_parked() == 0
-    finally:
-        stop_gateway(running)
-        cleanup_gateway(running)
+    running = start()
+    requests = [example("kommune-only") for _ in range(20)]
+    running.send(*requests)
+    store = running.gateway.store
+    messages = [store.messages_for_request(running.wait_request(r["request_id"]).ref)[0] for r in requests]
+    org = messages[0].receiver_org_her_id
+    apprecs = [signed_by(running, org, apprec_for(m)) for m in messages]
+    to_inbox(running, *apprecs[:10])  # these are in the inbox or being processed when the broker stops
+    subprocess.run(["rabbitmqctl", "-q", "stop_app"], check=True, timeout=60)
+    subprocess.run(["rabbitmqctl", "-q", "start_app"], check=True, timeout=120)
+    subprocess.run(["rabbitmqctl", "-q", "await_startup"], check=True, timeout=120)
+    to_inbox(running, *apprecs[10:])  # the same worker must have reconnected to take these
+    running.wait_for(lambda: store.count_messages(state=MessageState.ACKED) == 20, timeout=120)
+    assert store.count_parked() == 0

@@ -7,6 +7,7 @@ import io
 import json
 import re
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,8 +28,6 @@ from tests.services.conftest import (
     cleanup_gateway,
     example,
     make_settings,
-    start_gateway,
-    stop_gateway,
 )
 
 pytestmark = pytest.mark.rabbitmq
@@ -129,52 +128,29 @@ def test_unknown_fault_is_requeued_then_parked_as_failed(direct) -> None:  # typ
     assert [p.code for p in stored.problems] == ["gateway.internal_error"]
 
 
-def test_poison_request_cannot_loop_forever(
-    tmp_path: Path, pki_template: Path, amqp_url: str, sqlite_url: str, queue_prefix: str
-) -> None:
+def test_poison_request_cannot_loop_forever(start: Callable[..., RunningGateway]) -> None:
     """Through the real broker, a request that always fails ends recorded as failed, and the queue empties."""
-    settings = make_settings(
-        tmp_path,
-        pki_template,
-        amqp_url=amqp_url,
-        database_url=sqlite_url,
-        queue_prefix=queue_prefix,
-        request_delivery_limit=3,
-    )
-    running = start_gateway(settings, customize=_with_broken_population)
-    try:
-        request = example("kommune-only")
-        running.send(request)
-        running.wait_for(
-            lambda: running.gateway.store.get_request(request["request_id"]) is not None, timeout=30
-        )
-        assert running.gateway.store.get_request(request["request_id"]).state == RequestState.FAILED
-        (event,) = running.events(expect=1)
-        assert event["state"] == "failed"
-    finally:
-        stop_gateway(running)
-        cleanup_gateway(running)
+    running = start(customize=_with_broken_population, request_delivery_limit=3)
+    request = example("kommune-only")
+    running.send(request)
+    running.wait_for(lambda: running.gateway.store.get_request(request["request_id"]) is not None, timeout=30)
+    assert running.gateway.store.get_request(request["request_id"]).state == RequestState.FAILED
+    (event,) = running.events(expect=1)
+    assert event["state"] == "failed"
 
 
-def test_no_person_number_or_name_reaches_the_logs(
-    tmp_path: Path, pki_template: Path, amqp_url: str, sqlite_url: str, queue_prefix: str
-) -> None:
+def test_no_person_number_or_name_reaches_the_logs(start: Callable[..., RunningGateway]) -> None:
     """Running every demo request through the worker logs ids and states, never a person number or name."""
     buffer = io.StringIO()
     configure_logging(stream=buffer, json=True, level="DEBUG")
-    settings = make_settings(
-        tmp_path, pki_template, amqp_url=amqp_url, database_url=sqlite_url, queue_prefix=queue_prefix
-    )
-    running = start_gateway(settings)
     try:
+        running = start()
         cases = demo_cases(uuid.uuid4())
         running.send(*[c.body for c in cases])
         for case in cases:
             if case.request_id:
                 running.wait_request(case.request_id)
     finally:
-        stop_gateway(running)
-        cleanup_gateway(running)
         configure_logging()
     output = buffer.getvalue()
     assert "request processed" in output
