@@ -167,6 +167,16 @@ def demo(
         raise typer.Exit(1)
 
 
+def _register_operator_commands() -> None:
+    from edi_gateway import cli_ops, cli_replay
+
+    cli_ops.register(app)
+    cli_replay.register(app)
+
+
+_register_operator_commands()
+
+
 def main() -> None:
     """Console-script entry point."""
     app()

@@ -25,6 +25,8 @@ from edi_gateway.domain.model import ReceiverKind
 from edi_gateway.domain.states import MessageState, RequestState
 from edi_gateway.store import rows
 from edi_gateway.store.acks import AcknowledgementStore
+from edi_gateway.store.operators import OperatorStore
+from edi_gateway.store.queries import QueryStore
 from edi_gateway.store.base import Clock, utc_now
 from edi_gateway.store.engine import create_store_engine, translate_errors
 from edi_gateway.store.errors import DuplicateRequest, MessageNotFound
@@ -43,7 +45,7 @@ MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 MIGRATION_LOCK_KEY = 0x6564695F6777  # "edi_gw": any constant unique to this application
 
 
-class Store(AcknowledgementStore):
+class Store(QueryStore, OperatorStore, AcknowledgementStore):
     """Requests, messages and their event history; AppRecs, parked documents and receiver health.
 
     Build it with ``Store.connect(url)``; call ``migrate()`` once at set-up.
