@@ -46,6 +46,7 @@ from edi_gateway.errors import (
 from edi_gateway.logging import get_logger
 from edi_gateway.registers.base import Registers
 from edi_gateway.services.announce import status_outgoing
+from edi_gateway.services.msghead_intake import is_xml, read_msghead_request
 from edi_gateway.services.receivers import resolve_receivers
 from edi_gateway.services.retrying import with_retry
 from edi_gateway.settings import Settings
@@ -195,6 +196,8 @@ class OutboundService:
 
     def _plan_request(self, plan: _Plan, seen: dict[str, _Plan]) -> _Plan:
         delivery = plan.delivery
+        if is_xml(delivery.content_type):
+            return self._plan_msghead(plan, seen)
         settings = self._d.settings
         try:
             request = parse_request(
@@ -239,6 +242,33 @@ class OutboundService:
             messages,
             resolution.problems,
             kommunenummer=resolution.kommunenummer,
+        )
+
+    def _plan_msghead(self, plan: _Plan, seen: dict[str, _Plan]) -> _Plan:
+        """An EPR-built MsgHead: check and sign it; its MsgId is the idempotency key."""
+        settings = self._d.settings
+        try:
+            intake = read_msghead_request(
+                plan.delivery.body,
+                max_bytes=settings.max_request_bytes,
+                test_mode=settings.test_mode,
+                our_her_id=settings.our_her_id,
+                registers=self._d.registers,
+                signer=self._d.signer,
+                names=self._d.names,
+            )
+        except RequestRejected as exc:
+            return self._rejected_or_repeat(plan, None, None, exc.problems, seen)
+        if intake.request_id in seen or self._find_existing(plan, intake.request_id):
+            return self._repeat(plan, intake.request_id, seen)
+        return self._finish(
+            plan,
+            intake.request_id,
+            None,
+            RequestState.ROUTED,
+            (intake.message,),
+            (),
+            kommunenummer=intake.kommunenummer,
         )
 
     def _find_existing(self, plan: _Plan, request_id: str) -> bool:

@@ -161,3 +161,28 @@ def test_bodies_without_a_request_id_are_recorded_too(running: RunningGateway) -
     events = running.events(expect=2)
     assert sorted(e["errors"][0]["code"] for e in events) == ["request.not_json", "request.too_large"]
     assert all(e["state"] == "rejected" and e["request_id"] is None for e in events)
+
+
+def test_epr_built_msghead_is_signed_and_delivered_once(running: RunningGateway) -> None:
+    """An unsigned MsgHead sent as application/xml goes out signed, keyed by its own MsgId, exactly once."""
+    from tests.services.test_msghead_intake import unsigned_msghead
+
+    body = unsigned_msghead()
+    running.send(body, content_type="application/xml")
+    running.send(body, content_type="application/xml")
+    msg_id = "0b7e7c3e-5d55-4a5c-9a57-3d7e6f1b2c11"
+    stored = running.wait_request(msg_id)
+    assert stored.state == RequestState.ROUTED
+    (message,) = running.gateway.store.messages_for_request(stored.ref)
+    assert (message.msg_id, message.state, message.receiver_her_id) == (msg_id, MessageState.SENT, 8100011)
+    deliveries = running.receiver_deliveries("8100010_async", expect=2, timeout=3)
+    assert [d.message_id for d in deliveries] == [msg_id]
+    hospital_cert = running.gateway.registers.address.certificate_pem(HOSPITAL)
+    verify_signed(deliveries[0].body, cert_pem=hospital_cert)
+
+
+def test_signed_or_invalid_msghead_is_rejected(running: RunningGateway) -> None:
+    """A MsgHead that is not well-formed is recorded as rejected and reported, like any invalid request."""
+    running.send(b"<MsgHead>", content_type="application/xml")
+    (event,) = running.events(expect=1)
+    assert (event["state"], event["errors"][0]["code"]) == ("rejected", "msghead.not_well_formed")
