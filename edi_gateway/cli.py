@@ -168,10 +168,11 @@ def demo(
 
 
 def _register_operator_commands() -> None:
-    from edi_gateway import cli_ops, cli_replay
+    from edi_gateway import cli_ops, cli_replay, cli_web
 
     cli_ops.register(app)
     cli_replay.register(app)
+    cli_web.register(app)
 
 
 _register_operator_commands()

@@ -23,29 +23,20 @@ from typing import TypeVar
 
 from edi_gateway.domain.assessment_text import render_assessment
 from edi_gateway.domain.events import StatusEvent
-from edi_gateway.domain.model import (
-    Contact,
-    Notat,
-    OutboundMessage,
-    Patient,
-    Receiver,
-    Sender,
-)
 from edi_gateway.domain.request import RequestV1, parse_request, request_id_hint
 from edi_gateway.domain.retry import RetryPolicy
 from edi_gateway.domain.routing import RoutingRules
 from edi_gateway.domain.states import MessageState, RequestState
 from edi_gateway.errors import (
-    EdiGatewayError,
     Problem,
     RequestRejected,
     TransientError,
     Unroutable,
-    XmlRejected,
 )
 from edi_gateway.logging import get_logger
 from edi_gateway.registers.base import Registers
 from edi_gateway.services.announce import status_outgoing
+from edi_gateway.services.building import MessageBuilder
 from edi_gateway.services.msghead_intake import is_xml, read_msghead_request
 from edi_gateway.services.receivers import resolve_receivers
 from edi_gateway.services.retrying import with_retry
@@ -62,8 +53,6 @@ from edi_gateway.store.records import (
 from edi_gateway.transport.consumer import Delivery, Disposition
 from edi_gateway.transport.names import Names
 from edi_gateway.transport.publisher import ConfirmingPublisher, Outgoing
-from edi_gateway.xml.msghead import build_msghead
-from edi_gateway.xml.schemas import validate_msghead
 from edi_gateway.xml.signing import Signer
 
 log = get_logger(__name__)
@@ -118,13 +107,11 @@ class OutboundService:
         self._d = deps
         self._clock = clock
         self._retry = retry or RetryPolicy()
-        our = deps.registers.address.virksomhet(deps.settings.our_her_id)
-        if our is None:
-            raise EdiGatewayError(
-                f"our HER-id {deps.settings.our_her_id} (EDI_GATEWAY_OUR_HER_ID) is not in the "
-                "Adresseregister"
-            )
-        self._our = our
+        # Building (sender, message, validation, signing) is shared with operator replays.
+        self._builder = MessageBuilder(
+            deps.settings, deps.registers, deps.rules, deps.signer, deps.names, clock=clock
+        )
+        self._our = self._builder.our
         self._batch_known: dict[str, RequestRecord] = {}
         self._batch_asked: set[str] = set()
 
@@ -219,7 +206,7 @@ class OutboundService:
         if not request.consent:
             return self._finish(plan, request_id, request, RequestState.NO_CONSENT, (), ())
         try:
-            self._check_sender(request)
+            self._builder.check_sender(request)
             resolution = resolve_receivers(
                 person_id=request.patient.id,
                 kommunenummer=request.patient.kommunenummer,
@@ -230,7 +217,7 @@ class OutboundService:
             # One text for every receiver of the request: rendered once, not per message.
             text = render_assessment(request, kommune_name=resolution.receivers[0].organisation.name)
             messages = tuple(
-                self._build(request, r, resolution.kommunenummer, text) for r in resolution.receivers
+                self._builder.build(request, r, resolution.kommunenummer, text) for r in resolution.receivers
             )
         except RequestRejected as exc:
             return self._rejected_or_repeat(plan, request_id, request, exc.problems, seen)
@@ -341,80 +328,6 @@ class OutboundService:
             messages=messages,
         )
         return plan
-
-    def _check_sender(self, request: RequestV1) -> None:
-        unit = request.sender.unit_her_id
-        if unit is None or unit == self._our.her_id or any(u.her_id == unit for u in self._our.units):
-            return
-        raise RequestRejected(
-            [
-                Problem(
-                    "sender.unit_unknown",
-                    f"HER-id {unit} is not a unit of {self._our.organisation.name} in the Adresseregister.",
-                    "sender.unit_her_id",
-                )
-            ]
-        )
-
-    def _sender(self, request: RequestV1) -> Sender:
-        unit_her_id = request.sender.unit_her_id or self._d.settings.default_unit_her_id
-        unit = next((u for u in self._our.units if u.her_id == unit_her_id), None)
-        return Sender(organisation=self._our.organisation, unit=unit)
-
-    def _build(self, request: RequestV1, receiver: Receiver, kommunenummer: str, text: str) -> NewMessage:
-        rules = self._d.rules
-        contact = request.sender.contact
-        msg_id = str(uuid.uuid4())
-        message = OutboundMessage(
-            msg_id=msg_id,
-            gen_date=self._clock(),
-            msg_type=rules.message.type.to_coded(),
-            sender=self._sender(request),
-            receiver=receiver,
-            patient=Patient(
-                id=request.patient.id,
-                id_type=request.patient_id_type.value,
-                given_name=request.patient.given_name,
-                family_name=request.patient.family_name,
-                middle_name=request.patient.middle_name,
-            ),
-            notat=Notat(
-                tema_kodet=rules.message.tema_kodet.to_coded(),
-                tema=rules.tema(request.samhandlingspunkt),
-                text=text,
-                contact=Contact(contact.name, contact.role, contact.phone),
-                contact_role=rules.message.contact_role.to_coded(),
-                receiver_contact=rules.contact_for_service(receiver.service.code)
-                if receiver.service
-                else None,
-            ),
-        )
-        root = build_msghead(message)
-        try:
-            validate_msghead(root)
-        except XmlRejected as exc:  # our own builder produced an invalid message: a defect, not the sender's
-            log.error("built message failed schema validation", msg_id=msg_id, error=str(exc))
-            raise RequestRejected(
-                [
-                    Problem(
-                        "message.invalid",
-                        "The gateway could not build a schema-valid message; an operator must look.",
-                    )
-                ]
-            ) from exc
-        return NewMessage(
-            msg_id=msg_id,
-            receiver_kind=receiver.kind.value,
-            receiver_org_her_id=receiver.organisation.her_id,
-            receiver_her_id=receiver.addressed_her_id,
-            receiver_name=receiver.display_name,
-            queue=self._d.names.prefixed(receiver.queue),
-            kommunenummer=kommunenummer,
-            signed_xml=self._d.signer.sign(root),
-            msg_type=message.msg_type.v,
-            conversation_ref=None,
-            deadline_at=None,
-        )
 
     # -- 2. store --------------------------------------------------------------------------------
 

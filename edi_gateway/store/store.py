@@ -25,13 +25,13 @@ from edi_gateway.domain.model import ReceiverKind
 from edi_gateway.domain.states import MessageState, RequestState
 from edi_gateway.store import rows
 from edi_gateway.store.acks import AcknowledgementStore
-from edi_gateway.store.operators import OperatorStore
-from edi_gateway.store.queries import QueryStore
 from edi_gateway.store.base import Clock, utc_now
 from edi_gateway.store.engine import create_store_engine, translate_errors
 from edi_gateway.store.errors import DuplicateRequest, MessageNotFound
 from edi_gateway.store.lookups import by_asked, chunks, spellings
 from edi_gateway.store.moves import apply_transitions, lock_messages
+from edi_gateway.store.operators import OperatorStore
+from edi_gateway.store.queries import QueryStore
 from edi_gateway.store.records import (
     EventRecord,
     MessageRecord,

@@ -195,3 +195,74 @@ receiver_health = sa.Table(
 def receiver_key(receiver_her_id: int, conversation_ref: str | None) -> str:
     """Return the key that makes (request, receiver, conversation) unique without NULL in it."""
     return f"{receiver_her_id}/{conversation_ref or '-'}"
+
+
+# -- operators (revision 0003) -------------------------------------------------------------------
+
+USERNAME_LEN = 64
+
+operators = sa.Table(
+    "operators",
+    metadata,
+    sa.Column("username", sa.String(USERNAME_LEN), primary_key=True),
+    sa.Column("display_name", sa.String(255), nullable=False),
+    sa.Column("role", sa.String(16), nullable=False),
+    # An argon2 encoded hash (algorithm, parameters and salt included), never the password.
+    sa.Column("password_hash", sa.String(255), nullable=False),
+    sa.Column("created_at", UtcDateTime(), nullable=False),
+    sa.Column("disabled", sa.Boolean(), nullable=False, server_default=sa.false()),
+)
+
+api_tokens = sa.Table(
+    "api_tokens",
+    metadata,
+    sa.Column("id", event_id_type(), primary_key=True, autoincrement=True),
+    sa.Column("username", sa.String(USERNAME_LEN), sa.ForeignKey("operators.username"), nullable=False),
+    sa.Column("label", sa.String(255), nullable=False),
+    # sha256 of the token: tokens are 32 random bytes, so a fast unsalted hash cannot be reversed,
+    # and the exact-match lookup stays one indexed query.
+    sa.Column("token_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("created_at", UtcDateTime(), nullable=False),
+    sa.Column("last_used_at", UtcDateTime(), nullable=True),
+    sa.Column("revoked_at", UtcDateTime(), nullable=True),
+    sa.Index(None, "username"),
+)
+
+# Append-only: the store inserts and searches, never updates or deletes. No foreign keys, so an
+# entry outlives the account or message it names and may name actors that are not accounts.
+audit_log = sa.Table(
+    "audit_log",
+    metadata,
+    sa.Column("id", event_id_type(), primary_key=True, autoincrement=True),
+    sa.Column("at", UtcDateTime(), nullable=False),
+    sa.Column("username", sa.String(255), nullable=False),
+    sa.Column("action", sa.String(64), nullable=False),
+    sa.Column("msg_id", sa.String(UUID_LEN), nullable=True),
+    sa.Column("request_ref", sa.String(UUID_LEN), nullable=True),
+    # A keyed hash (HMAC-SHA256, hex) of the person number, never the number itself.
+    sa.Column("patient_ref", sa.String(64), nullable=True),
+    sa.Column("reason", sa.Text(), nullable=False),
+    sa.Column("details", json_type(), nullable=True),
+    sa.Index(None, "at"),
+    sa.Index(None, "username", "at"),
+    sa.Index(None, "msg_id"),
+    sa.Index(None, "patient_ref"),
+)
+
+# One row per operator replay that made a new message (rebuild, edit). An edit's request body is
+# kept here, not in events or the audit log: it holds patient data, and a later rebuild of the new
+# message must start from the edited request, not from the original one.
+replays = sa.Table(
+    "replays",
+    metadata,
+    sa.Column("id", event_id_type(), primary_key=True, autoincrement=True),
+    sa.Column("at", UtcDateTime(), nullable=False),
+    sa.Column("username", sa.String(USERNAME_LEN), nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("old_msg_id", sa.String(UUID_LEN), sa.ForeignKey("messages.msg_id"), nullable=False),
+    sa.Column("new_msg_id", sa.String(UUID_LEN), sa.ForeignKey("messages.msg_id"), nullable=False),
+    sa.Column("reason", sa.Text(), nullable=False),
+    sa.Column("request_body", sa.LargeBinary(), nullable=True),
+    sa.Index(None, "old_msg_id"),
+    sa.Index(None, "new_msg_id", unique=True),
+)

@@ -1,0 +1,416 @@
+"""Who may do what: operator accounts, API tokens, roles, the audit log, and audited reveals.
+
+Three roles, ordered ``viewer < operator < admin``: a viewer finds and inspects (masked person
+numbers only), an operator also reveals a patient's person number or a message's payload and replays
+messages, an admin also manages accounts and searches the audit log. Every reveal and replay writes an
+audit entry with the operator's reason.
+
+The audit log holds no readable person number. An entry about a patient stores a *keyed hash* of
+the person number (HMAC-SHA256 with a per-installation secret, the *patient key*): an admin who
+enters the person number gets the same hash and so finds every entry about that patient, while the
+log alone (a database dump, a backup, a report export) tells nobody who the patient was. A plain
+hash would not do: there are only some tens of millions of possible person numbers, so hashing
+each candidate and comparing is quick; without the key that search is impossible. The key lives
+outside the database, in ``<EDI_GATEWAY_HOME>/patient-ref.key`` (32 random bytes, created on first
+use, readable by the owner only). Every process of one installation (workers, web, CLI) must use
+the same key, so with several machines copy the file to each; a lost key makes old entries
+unsearchable by patient, never readable.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import re
+import secrets
+import weakref
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+
+from edi_gateway.errors import PermanentError
+from edi_gateway.services import queries
+from edi_gateway.settings import Settings
+from edi_gateway.store import MessageNotFound, Store
+from edi_gateway.store.operators import AuditRecord, NewAuditEntry, OperatorRecord
+
+PATIENT_KEY_FILE = "patient-ref.key"
+PATIENT_KEY_BYTES = 32
+TOKEN_PREFIX = "egw_"  # noqa: S105 - not a secret: lets scanners and people recognise a leaked token
+TOKEN_BYTES = 32
+MIN_PASSWORD_LENGTH = 12
+_USERNAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
+
+_hasher = PasswordHasher()
+_patient_keys: weakref.WeakKeyDictionary[Store, bytes] = weakref.WeakKeyDictionary()
+
+
+class Role(StrEnum):
+    """What an account may do; each role may do everything the ones before it may."""
+
+    VIEWER = "viewer"
+    OPERATOR = "operator"
+    ADMIN = "admin"
+
+    @property
+    def rank(self) -> int:
+        """0 for viewer, 1 for operator, 2 for admin."""
+        return _RANKS[self]
+
+    def allows(self, needed: Role) -> bool:
+        """Whether this role may do what ``needed`` may."""
+        return self.rank >= Role(needed).rank
+
+
+_RANKS = {Role.VIEWER: 0, Role.OPERATOR: 1, Role.ADMIN: 2}
+
+
+@dataclass(frozen=True, slots=True)
+class Operator:
+    """A signed-in person (or an API client acting for one)."""
+
+    username: str
+    role: Role
+    display_name: str
+
+    @property
+    def actor(self) -> str:
+        """The name events and audit entries record: ``operator:<username>``."""
+        return f"operator:{self.username}"
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    """One audit entry as shown to an admin.
+
+    Attributes:
+        patient_ref: the keyed hash of the person number concerned (never the number).
+        request_ref: the internal ref of the request of ``msg_id``, when a message was named.
+    """
+
+    at: datetime
+    username: str
+    action: str
+    msg_id: str | None
+    patient_ref: str | None
+    reason: str
+    details: dict[str, Any] | None
+    request_ref: str | None = None
+
+
+class AccessDenied(PermanentError):
+    """The operator is not signed in, or their role does not allow the action."""
+
+
+class InvalidAccount(PermanentError):
+    """An account cannot be created or used as asked (bad username, short password, unknown name)."""
+
+
+class ReasonRequired(PermanentError):
+    """An audited action (a reveal, a replay) was asked for without a reason."""
+
+
+# -- accounts and sign-in ------------------------------------------------------------------------
+
+
+def create_operator(
+    store: Store, username: str, password: str, role: Role, display_name: str = ""
+) -> Operator:
+    """Create an enabled account with an argon2-hashed password.
+
+    Args:
+        store: the store.
+        username: 1-64 characters of ``a-z 0-9 . _ -``, starting with a letter or digit.
+        password: at least ``MIN_PASSWORD_LENGTH`` characters; only its hash is stored.
+        role: the account's role.
+        display_name: the name shown in the UI (default: the username).
+
+    Raises:
+        InvalidAccount: the username or password is not acceptable.
+        OperatorExists: the username is taken.
+    """
+    if _USERNAME.fullmatch(username) is None:
+        raise InvalidAccount(
+            "a username has 1-64 characters a-z, 0-9, '.', '_' or '-', starting with a-z or 0-9"
+        )
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise InvalidAccount(f"a password needs at least {MIN_PASSWORD_LENGTH} characters")
+    record = store.add_operator(
+        username,
+        display_name=display_name or username,
+        role=Role(role).value,
+        password_hash=_hasher.hash(password),
+    )
+    return _operator(record)
+
+
+def authenticate(store: Store, username: str, password: str) -> Operator | None:
+    """Return the operator when the password is right and the account enabled; otherwise None.
+
+    An unknown or disabled account costs the same argon2 verification as a known one, so the answer
+    time does not tell which usernames exist.
+    """
+    record = store.get_operator(username)
+    if record is None:
+        _verify(_dummy_hash(), password)
+        return None
+    if not _verify(record.password_hash, password) or record.disabled:
+        return None
+    if _hasher.check_needs_rehash(record.password_hash):  # the installation raised the argon2 cost
+        store.set_password_hash(username, _hasher.hash(password))
+    return _operator(record)
+
+
+def set_password(store: Store, username: str, password: str) -> None:
+    """Give an account a new password.
+
+    Raises:
+        InvalidAccount: the password is too short, or no account has this username.
+    """
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise InvalidAccount(f"a password needs at least {MIN_PASSWORD_LENGTH} characters")
+    if not store.set_password_hash(username, _hasher.hash(password)):
+        raise InvalidAccount(f"no operator named {username!r}")
+
+
+def _verify(password_hash: str, password: str) -> bool:
+    try:
+        return _hasher.verify(password_hash, password)
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+_dummy: list[str] = []
+
+
+def _dummy_hash() -> str:
+    if not _dummy:
+        _dummy.append(_hasher.hash(secrets.token_hex(16)))
+    return _dummy[0]
+
+
+def create_token(store: Store, username: str, *, label: str) -> str:
+    """Create an API token for an account and return it; it is shown this once and stored only hashed.
+
+    Raises:
+        InvalidAccount: no account has this username.
+    """
+    if store.get_operator(username) is None:
+        raise InvalidAccount(f"no operator named {username!r}")
+    token = TOKEN_PREFIX + secrets.token_urlsafe(TOKEN_BYTES)
+    store.add_api_token(username, label=label, token_hash=_token_hash(token))
+    return token
+
+
+def authenticate_token(store: Store, token: str) -> Operator | None:
+    """Return the operator of a live token of an enabled account; otherwise None."""
+    if not token.startswith(TOKEN_PREFIX):
+        return None
+    record = store.use_api_token(_token_hash(token))
+    if record is None or record.disabled:
+        return None
+    return _operator(record)
+
+
+def _token_hash(token: str) -> str:
+    # A token carries 256 random bits: a fast hash is enough (nothing to guess), and an exact-match
+    # index finds it; argon2 would need the token's id to find the row first.
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def require(operator: Operator | None, role: Role) -> Operator:
+    """Return ``operator`` when it may act as ``role``.
+
+    Raises:
+        AccessDenied: nobody is signed in, or the role is too low.
+    """
+    if operator is None:
+        raise AccessDenied("sign in first")
+    if not operator.role.allows(role):
+        raise AccessDenied(
+            f"{operator.username} is {operator.role.value}; this needs the {Role(role).value} role"
+        )
+    return operator
+
+
+def _operator(record: OperatorRecord) -> Operator:
+    return Operator(username=record.username, role=Role(record.role), display_name=record.display_name)
+
+
+# -- the patient key -----------------------------------------------------------------------------
+
+
+def load_patient_key(settings: Settings) -> bytes:
+    """Return the installation's patient key from ``<HOME>/patient-ref.key``, creating it on first use."""
+    path = settings.home / PATIENT_KEY_FILE
+    try:
+        return _read_key(path)
+    except FileNotFoundError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        # O_EXCL: two processes starting at once must not each write a different key.
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return _read_key(path)
+    with os.fdopen(fd, "wb") as f:
+        f.write(secrets.token_bytes(PATIENT_KEY_BYTES))
+    return _read_key(path)
+
+
+def _read_key(path: Path) -> bytes:
+    key = path.read_bytes()
+    if len(key) != PATIENT_KEY_BYTES:
+        raise InvalidAccount(f"the patient key file {path.name} under EDI_GATEWAY_HOME is damaged")
+    return key
+
+
+def bind_patient_key(store: Store, key: bytes) -> None:
+    """Use ``key`` for the patient refs of audit entries written and searched through ``store``."""
+    _patient_keys[store] = key
+
+
+def patient_ref_for(store: Store, person_id: str) -> str:
+    """Return the keyed hash an audit entry stores for a person number (hex).
+
+    Without a bound key (``bind_patient_key``), the key of the installation the environment's
+    settings name is loaded and bound.
+    """
+    key = _patient_keys.get(store)
+    if key is None:
+        key = load_patient_key(Settings())
+        bind_patient_key(store, key)
+    return hmac.new(key, person_id.strip().encode(), hashlib.sha256).hexdigest()
+
+
+# -- the audit log -------------------------------------------------------------------------------
+
+
+def audit(
+    store: Store,
+    operator: Operator,
+    *,
+    action: str,
+    reason: str,
+    msg_id: str | None = None,
+    patient_ref: str | None = None,
+    details: Mapping[str, Any] | None = None,
+) -> None:
+    """Append an entry to the audit log (it is never changed or deleted).
+
+    Args:
+        store: the store.
+        operator: who acted.
+        action: a stable word for what was done (``reveal_patient``, ``replay`` ...).
+        reason: the operator's reason, in their words.
+        msg_id: the message concerned, if any.
+        patient_ref: the person number of the patient concerned, if any; only its keyed hash is stored.
+        details: ids, codes and outcomes; never personal data.
+    """
+    ref = patient_ref_for(store, patient_ref) if patient_ref else None
+    store.append_audit(
+        NewAuditEntry(
+            username=operator.username,
+            action=action,
+            reason=reason,
+            msg_id=msg_id,
+            patient_ref=ref,
+            details=details,
+        )
+    )
+
+
+def search_audit(
+    store: Store,
+    *,
+    patient: str | None = None,
+    operator: str | None = None,
+    msg_id: str | None = None,
+    limit: int = 100,
+) -> list[AuditEntry]:
+    """Return the audit entries matching every condition given, newest first.
+
+    Args:
+        store: the store.
+        patient: a person number: entries about that patient (matched by its keyed hash).
+        operator: a username: entries of that operator.
+        msg_id: entries about that message.
+        limit: at most this many.
+    """
+    ref = patient_ref_for(store, patient) if patient else None
+    found = store.search_audit(username=operator, msg_id=msg_id, patient_ref=ref, limit=limit)
+    return [_entry(r) for r in found]
+
+
+def _entry(record: AuditRecord) -> AuditEntry:
+    return AuditEntry(
+        at=record.at,
+        username=record.username,
+        action=record.action,
+        msg_id=record.msg_id,
+        patient_ref=record.patient_ref,
+        reason=record.reason,
+        details=record.details,
+        request_ref=record.request_ref,
+    )
+
+
+# -- audited reveals -----------------------------------------------------------------------------
+
+
+def reveal_patient_id(store: Store, operator: Operator | None, msg_id: str, *, reason: str) -> str:
+    """Return the full person number of a message's patient, and audit who asked and why.
+
+    Raises:
+        AccessDenied: the operator lacks the operator role.
+        ReasonRequired: no reason was given.
+        MessageNotFound: no message has this msg_id.
+    """
+    who, reason = check_reason(operator, reason)
+    person_id = _person_id(store, msg_id)
+    audit(store, who, action="reveal_patient", reason=reason, msg_id=msg_id, patient_ref=person_id)
+    return person_id
+
+
+def reveal_payload(store: Store, operator: Operator | None, msg_id: str, *, reason: str) -> bytes:
+    """Return a message's stored signed XML, and audit who asked and why.
+
+    Raises:
+        AccessDenied: the operator lacks the operator role.
+        ReasonRequired: no reason was given.
+        MessageNotFound: no message has this msg_id.
+    """
+    who, reason = check_reason(operator, reason)
+    payload = queries.signed_xml(store, msg_id)
+    if payload is None:
+        raise MessageNotFound(msg_id)
+    person_id = queries.patient_id_of(store, msg_id)
+    audit(store, who, action="reveal_payload", reason=reason, msg_id=msg_id, patient_ref=person_id)
+    return payload
+
+
+def check_reason(operator: Operator | None, reason: str, role: Role = Role.OPERATOR) -> tuple[Operator, str]:
+    """Return the operator (when ``role`` allows) and the stripped reason.
+
+    Raises:
+        AccessDenied: the operator lacks ``role``.
+        ReasonRequired: the reason is empty.
+    """
+    who = require(operator, role)
+    if not reason.strip():
+        raise ReasonRequired("give a reason: it is written to the audit log")
+    return who, reason.strip()
+
+
+def _person_id(store: Store, msg_id: str) -> str:
+    person_id = queries.patient_id_of(store, msg_id)
+    if person_id is None:
+        raise MessageNotFound(msg_id)
+    return person_id

@@ -1,0 +1,69 @@
+"""What one web application holds for its lifetime: the gateway, a lazily started publisher, replay.
+
+The publisher is started on the first replay only: a read-only UI session never opens a broker
+connection, and an application whose broker is down still serves lists and pages.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+
+from fastapi import Request
+from fastapi.templating import Jinja2Templates
+from prometheus_client import CollectorRegistry
+
+from edi_gateway.services.context import Gateway
+from edi_gateway.services.replay import ReplayService
+from edi_gateway.store import Store
+from edi_gateway.transport.publisher import ConfirmingPublisher
+
+
+@dataclass
+class WebState:
+    """The long-lived parts of one web application.
+
+    Attributes:
+        gateway: registers, rules, signer and store.
+        owns_gateway: the application opened the gateway and closes it at shutdown.
+        templates: the Jinja2 environment of the pages.
+        metrics: the Prometheus registry ``/metrics`` exposes.
+    """
+
+    gateway: Gateway
+    owns_gateway: bool
+    templates: Jinja2Templates
+    metrics: CollectorRegistry
+    _publisher: ConfirmingPublisher | None = None
+    _replay: ReplayService | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def store(self) -> Store:
+        """The gateway's store."""
+        return self.gateway.store
+
+    def replay_service(self) -> ReplayService:
+        """Return the replay service, starting its publisher on first use."""
+        with self._lock:
+            if self._replay is None:
+                self._publisher = ConfirmingPublisher(self.gateway.settings.amqp_url, name="edi_gateway.web")
+                self._publisher.start()
+                self._replay = ReplayService(self.gateway, self._publisher)
+            return self._replay
+
+    def close(self) -> None:
+        """Stop the publisher and, when the application opened it, close the gateway."""
+        with self._lock:
+            if self._publisher is not None:
+                self._publisher.close()
+                self._publisher = None
+                self._replay = None
+        if self.owns_gateway:
+            self.gateway.close()
+
+
+def web_state(request: Request) -> WebState:
+    """FastAPI dependency: the application's ``WebState``."""
+    state: WebState = request.app.state.web
+    return state

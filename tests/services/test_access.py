@@ -1,0 +1,314 @@
+"""Accounts, passwords, API tokens, roles, the audit log and audited reveals, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+import stat
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from edi_gateway.domain.assessment_text import render_assessment
+from edi_gateway.domain.request import parse_request
+from edi_gateway.domain.states import RequestState
+from edi_gateway.services.access import (
+    PATIENT_KEY_FILE,
+    AccessDenied,
+    InvalidAccount,
+    Operator,
+    ReasonRequired,
+    Role,
+    audit,
+    authenticate,
+    authenticate_token,
+    bind_patient_key,
+    create_operator,
+    create_token,
+    load_patient_key,
+    require,
+    reveal_patient_id,
+    reveal_payload,
+    search_audit,
+    set_password,
+)
+from edi_gateway.services.building import MessageBuilder
+from edi_gateway.services.context import Gateway, open_gateway
+from edi_gateway.services.receivers import resolve_receivers
+from edi_gateway.settings import Settings
+from edi_gateway.store import NewRequest, RequestOutcome, Store
+from edi_gateway.store.operators import OperatorExists
+from edi_gateway.store.tables import api_tokens, audit_log
+from tests.services.conftest import example, make_settings
+
+PASSWORD = "correct horse battery"
+PATIENT = "07926217857"  # the synthetic patient of the kommune-only example
+OTHER_PATIENT = "18897219545"  # another synthetic patient of the registers
+
+
+@pytest.fixture
+def settings(tmp_path: Path, pki_template: Path, database_url: str) -> Settings:
+    """Settings with an own home and the parametrized database; no broker is used here."""
+    return make_settings(
+        tmp_path, pki_template, amqp_url="amqp://unused", database_url=database_url, queue_prefix="unused."
+    )
+
+
+@pytest.fixture
+def gateway(settings: Settings) -> Iterator[Gateway]:
+    """A gateway on a migrated store, its patient key bound."""
+    gw = open_gateway(settings, migrate=True)
+    bind_patient_key(gw.store, load_patient_key(settings))
+    try:
+        yield gw
+    finally:
+        gw.close()
+
+
+@pytest.fixture
+def store(gateway: Gateway) -> Store:
+    """The gateway's store."""
+    return gateway.store
+
+
+def _stored_message(gateway: Gateway) -> str:
+    """Store a routed kommune-only request with its signed message (no broker); return the MsgId."""
+    body = json.dumps(example("kommune-only")).encode()
+    request = parse_request(body, content_type="application/json", max_bytes=10**6, test_mode=True)
+    resolution = resolve_receivers(
+        person_id=request.patient.id,
+        kommunenummer=None,
+        send_to_fastlege=False,
+        registers=gateway.registers,
+        rules=gateway.rules,
+    )
+    builder = MessageBuilder(
+        gateway.settings, gateway.registers, gateway.rules, gateway.signer, gateway.names
+    )
+    (receiver,) = resolution.receivers
+    text = render_assessment(request, kommune_name=receiver.organisation.name)
+    message = builder.build(request, receiver, resolution.kommunenummer, text)
+    stored = NewRequest(
+        ref=str(uuid.uuid4()),
+        request_id=str(request.request_id),
+        state=RequestState.ROUTED,
+        received_at=gateway.store._now(),
+        content_type="application/json",
+        body=body,
+        samhandlingspunkt=1,
+        consent=True,
+        send_to_fastlege=False,
+        kommunenummer=resolution.kommunenummer,
+        sender_unit_her_id=None,
+        problems=(),
+        amqp_message_id=None,
+        amqp_correlation_id=None,
+        reason="routed",
+    )
+    gateway.store.save_outcomes([RequestOutcome(stored, (message,))], actor="worker:test")
+    return message.msg_id
+
+
+def _operator(store: Store, username: str = "kari", role: Role = Role.OPERATOR) -> Operator:
+    return create_operator(store, username, PASSWORD, role, "Kari Vakt")
+
+
+# -- passwords -----------------------------------------------------------------------------------
+
+
+def test_the_right_password_signs_in_and_wrong_ones_do_not(store: Store) -> None:
+    """authenticate returns the operator for the right password and None for a wrong one or unknown name."""
+    created = _operator(store)
+    assert authenticate(store, "kari", PASSWORD) == created == Operator("kari", Role.OPERATOR, "Kari Vakt")
+    assert authenticate(store, "kari", PASSWORD + "!") is None
+    assert authenticate(store, "nobody", PASSWORD) is None
+
+
+def test_only_an_argon2_hash_of_the_password_is_stored(store: Store) -> None:
+    """The stored hash is argon2id and does not contain the password."""
+    _operator(store)
+    record = store.get_operator("kari")
+    assert record is not None
+    assert record.password_hash.startswith("$argon2id$") and PASSWORD not in record.password_hash
+
+
+def test_a_disabled_account_cannot_sign_in(store: Store) -> None:
+    """A disabled account is refused even with the right password, and works again once enabled."""
+    _operator(store)
+    store.set_operator_disabled("kari", True)
+    assert authenticate(store, "kari", PASSWORD) is None
+    store.set_operator_disabled("kari", False)
+    assert authenticate(store, "kari", PASSWORD) is not None
+
+
+def test_a_new_password_replaces_the_old(store: Store) -> None:
+    """After set_password the new password signs in and the old one no longer does."""
+    _operator(store)
+    set_password(store, "kari", "another long passphrase")
+    assert authenticate(store, "kari", "another long passphrase") is not None
+    assert authenticate(store, "kari", PASSWORD) is None
+
+
+@pytest.mark.parametrize(
+    ("username", "password"),
+    [("Kari", PASSWORD), ("", PASSWORD), ("kari vakt", PASSWORD), ("k" * 65, PASSWORD), ("kari", "short")],
+)
+def test_bad_usernames_and_short_passwords_are_refused(store: Store, username: str, password: str) -> None:
+    """Usernames outside a-z0-9._- (or too long) and passwords under 12 characters are refused."""
+    with pytest.raises(InvalidAccount):
+        create_operator(store, username, password, Role.VIEWER)
+    assert store.list_operators() == []
+
+
+def test_a_username_cannot_be_taken_twice(store: Store) -> None:
+    """Creating an account with a taken username raises OperatorExists."""
+    _operator(store)
+    with pytest.raises(OperatorExists):
+        _operator(store, role=Role.ADMIN)
+
+
+# -- tokens --------------------------------------------------------------------------------------
+
+
+def test_a_token_authenticates_its_account_and_is_stored_only_hashed(store: Store) -> None:
+    """create_token returns a token that authenticates the account; the database holds only its hash."""
+    created = _operator(store)
+    token = create_token(store, "kari", label="monitoring")
+    assert authenticate_token(store, token) == created
+    with store._read() as conn:
+        stored = conn.execute(sa.select(api_tokens.c.token_hash)).scalars().all()
+    assert len(stored) == 1 and token not in stored[0]
+    assert authenticate_token(store, token + "x") is None
+    assert authenticate_token(store, "not-a-token") is None
+
+
+def test_revoked_tokens_and_disabled_accounts_do_not_authenticate(store: Store) -> None:
+    """A revoked token, or a token of a disabled account, authenticates nobody."""
+    _operator(store)
+    revoked, live = create_token(store, "kari", label="old"), create_token(store, "kari", label="new")
+    store.revoke_api_token(store.list_api_tokens("kari")[0].id)
+    assert authenticate_token(store, revoked) is None
+    assert authenticate_token(store, live) is not None
+    store.set_operator_disabled("kari", True)
+    assert authenticate_token(store, live) is None
+
+
+def test_a_token_for_an_unknown_account_is_refused(store: Store) -> None:
+    """create_token refuses a username that has no account."""
+    with pytest.raises(InvalidAccount):
+        create_token(store, "nobody", label="x")
+
+
+# -- roles ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("role", "needed", "allowed"),
+    [
+        (Role.VIEWER, Role.VIEWER, True),
+        (Role.VIEWER, Role.OPERATOR, False),
+        (Role.OPERATOR, Role.OPERATOR, True),
+        (Role.OPERATOR, Role.ADMIN, False),
+        (Role.ADMIN, Role.OPERATOR, True),
+        (Role.ADMIN, Role.VIEWER, True),
+    ],
+)
+def test_roles_are_ordered_viewer_operator_admin(role: Role, needed: Role, allowed: bool) -> None:
+    """require lets a role do what it or any lower role may, and refuses the rest."""
+    operator = Operator("kari", role, "Kari")
+    if allowed:
+        assert require(operator, needed) is operator
+    else:
+        with pytest.raises(AccessDenied):
+            require(operator, needed)
+
+
+def test_nobody_signed_in_is_refused() -> None:
+    """require refuses when no operator is signed in."""
+    with pytest.raises(AccessDenied):
+        require(None, Role.VIEWER)
+
+
+# -- the audit log -------------------------------------------------------------------------------
+
+
+def test_audit_entries_are_found_per_patient_by_entering_the_person_number(store: Store) -> None:
+    """An entry about a patient is found by the person number, though the log holds only a keyed hash."""
+    kari = _operator(store)
+    audit(store, kari, action="reveal_patient", reason="the nurse called", patient_ref=PATIENT)
+    audit(store, kari, action="reveal_patient", reason="another patient", patient_ref=OTHER_PATIENT)
+    audit(store, kari, action="search_audit", reason="no patient")
+
+    (found,) = search_audit(store, patient=PATIENT)
+    assert (found.username, found.action, found.reason) == ("kari", "reveal_patient", "the nurse called")
+    assert found.patient_ref is not None and PATIENT not in found.patient_ref
+    with store._read() as conn:
+        stored = [json.dumps([str(v) for v in r]) for r in conn.execute(sa.select(audit_log))]
+    assert not any(PATIENT in row or OTHER_PATIENT in row for row in stored)
+    assert [e.reason for e in search_audit(store, operator="kari")] == [
+        "no patient",
+        "another patient",
+        "the nurse called",
+    ]
+
+
+def test_another_installation_key_finds_nothing(store: Store, tmp_path: Path) -> None:
+    """The patient ref depends on the installation's key: with another key the same number finds nothing."""
+    kari = _operator(store)
+    audit(store, kari, action="reveal_patient", reason="r", patient_ref=PATIENT)
+    bind_patient_key(store, load_patient_key(Settings(home=tmp_path / "elsewhere")))
+    assert search_audit(store, patient=PATIENT) == []
+
+
+def test_the_patient_key_is_created_once_and_readable_by_the_owner_only(tmp_path: Path) -> None:
+    """load_patient_key creates a 32-byte key file with mode 0600 and returns the same key afterwards."""
+    settings = Settings(home=tmp_path / "home")
+    key = load_patient_key(settings)
+    path = settings.home / PATIENT_KEY_FILE
+    assert len(key) == 32 and path.read_bytes() == key
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert load_patient_key(settings) == key
+
+
+# -- reveals -------------------------------------------------------------------------------------
+
+
+def test_an_operator_reveals_the_person_number_and_it_is_audited(gateway: Gateway) -> None:
+    """reveal_patient_id returns the full person number and writes a reveal_patient entry with the reason."""
+    store = gateway.store
+    msg_id = _stored_message(gateway)
+    kari = _operator(store)
+    assert reveal_patient_id(store, kari, msg_id, reason="  kommune asked on the phone ") == PATIENT
+    (entry,) = search_audit(store, patient=PATIENT)
+    assert (entry.action, entry.msg_id, entry.reason) == (
+        "reveal_patient",
+        msg_id,
+        "kommune asked on the phone",
+    )
+    assert entry.request_ref is not None
+
+
+def test_an_operator_reveals_the_payload_and_it_is_audited(gateway: Gateway) -> None:
+    """reveal_payload returns the stored signed XML and writes a reveal_payload entry for the patient."""
+    store = gateway.store
+    msg_id = _stored_message(gateway)
+    payload = reveal_payload(store, _operator(store), msg_id, reason="check the text")
+    message = store.get_message(msg_id)
+    assert message is not None and payload == message.signed_xml
+    assert [e.action for e in search_audit(store, patient=PATIENT)] == ["reveal_payload"]
+
+
+def test_a_viewer_cannot_reveal_and_a_reason_is_required(gateway: Gateway) -> None:
+    """A viewer is denied, an operator without a reason is refused, and neither leaves an audit entry."""
+    store = gateway.store
+    msg_id = _stored_message(gateway)
+    viewer = _operator(store, "vera", Role.VIEWER)
+    with pytest.raises(AccessDenied):
+        reveal_patient_id(store, viewer, msg_id, reason="curious")
+    with pytest.raises(AccessDenied):
+        reveal_payload(store, None, msg_id, reason="curious")
+    with pytest.raises(ReasonRequired):
+        reveal_patient_id(store, _operator(store), msg_id, reason="  ")
+    assert search_audit(store) == []
