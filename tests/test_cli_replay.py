@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import json
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,19 +12,16 @@ import pytest
 from typer.testing import CliRunner, Result
 
 from edi_gateway.cli import app
-from edi_gateway.domain.states import MessageState
 from edi_gateway.logging import configure_logging
 from edi_gateway.services.access import authenticate, authenticate_token
-from edi_gateway.store.records import MessageRecord
-from edi_gateway.transport.consumer import Delivery, drain
 from tests.services.conftest import (
     RunningGateway,
     cleanup_gateway,
-    example,
     make_settings,
     start_gateway,
     stop_gateway,
 )
+from tests.services.helpers import on_queue, sent_message
 
 pytestmark = pytest.mark.rabbitmq
 
@@ -76,25 +72,6 @@ def _add(cli: Any, username: str, role: str) -> None:
     assert result.exit_code == 0, result.output
 
 
-def _sent(
-    running: RunningGateway, request: dict[str, Any] | None = None
-) -> tuple[MessageRecord, dict[str, Any]]:
-    request = request or example("kommune-only")
-    running.send(request)
-    stored = running.wait_request(request["request_id"])
-    message = running.gateway.store.messages_for_request(stored.ref)[0]
-    assert message.state == MessageState.SENT
-    return message, request
-
-
-def _on_queue(running: RunningGateway, queue: str, expect: int) -> list[Delivery]:
-    got: list[Delivery] = []
-    deadline = time.monotonic() + 10
-    while len(got) < expect and time.monotonic() < deadline:
-        got += drain(running.settings.amqp_url, queue, max_messages=expect - len(got), timeout=0.5)
-    return got
-
-
 def test_operators_add_creates_an_account_that_signs_in(cli: Any, running: RunningGateway) -> None:
     """``operators add --password-stdin`` creates an account; ``operators list`` shows it; the creation is audited."""
     _add(cli, "kari", "operator")
@@ -134,8 +111,8 @@ def test_operators_token_prints_a_working_token_once(cli: Any, running: RunningG
 def test_replay_one_resends_as_the_named_operator(cli: Any, running: RunningGateway) -> None:
     """``replay one --kind resend`` publishes the same MsgId again and records the operator and reason."""
     _add(cli, "kari", "operator")
-    message, _ = _sent(running)
-    _on_queue(running, message.queue, 1)
+    message, _ = sent_message(running)
+    on_queue(running, message.queue, 1)
 
     result = cli(
         "replay", "one", message.msg_id, "--kind", "resend", "--reason", "lost", "--operator", "kari"
@@ -143,7 +120,7 @@ def test_replay_one_resends_as_the_named_operator(cli: Any, running: RunningGate
 
     assert result.exit_code == 0, result.output
     assert result.output.startswith(f"resend {message.msg_id} -> {message.msg_id} [sent]")
-    (again,) = _on_queue(running, message.queue, 1)
+    (again,) = on_queue(running, message.queue, 1)
     assert again.message_id == message.msg_id
     last = running.gateway.store.events_for_message(message.msg_id)[-1]
     assert (last.actor, last.reason) == ("operator:kari", "lost")
@@ -152,19 +129,19 @@ def test_replay_one_resends_as_the_named_operator(cli: Any, running: RunningGate
 def test_replay_one_refuses_viewers_and_unknown_accounts(cli: Any, running: RunningGateway) -> None:
     """A viewer or an account that does not exist cannot replay: exit 1 with the reason, nothing sent."""
     _add(cli, "vera", "viewer")
-    message, _ = _sent(running)
-    _on_queue(running, message.queue, 1)
+    message, _ = sent_message(running)
+    on_queue(running, message.queue, 1)
     for who in ("vera", "nobody"):
         result = cli("replay", "one", message.msg_id, "--kind", "resend", "--reason", "x", "--operator", who)
         assert result.exit_code == 1 and "error:" in result.output
-    assert _on_queue(running, message.queue, 1) == []
+    assert on_queue(running, message.queue, 1) == []
 
 
 def test_replay_one_edit_sends_the_request_file(cli: Any, running: RunningGateway, tmp_path: Path) -> None:
     """``--kind edit --request-file`` sends a new message made from the corrected request."""
     _add(cli, "kari", "operator")
-    message, request = _sent(running)
-    _on_queue(running, message.queue, 1)
+    message, request = sent_message(running)
+    on_queue(running, message.queue, 1)
     edited = copy.deepcopy(request)
     edited["sender"]["contact"]["phone"] = "+4735009999"
     path = tmp_path / "edited.json"
@@ -175,15 +152,15 @@ def test_replay_one_edit_sends_the_request_file(cli: Any, running: RunningGatewa
     result = cli(*args, "--request-file", str(path))
 
     assert result.exit_code == 0, result.output
-    (delivered,) = _on_queue(running, message.queue, 1)
+    (delivered,) = on_queue(running, message.queue, 1)
     assert delivered.message_id != message.msg_id and "+4735009999" in delivered.body.decode()
 
 
 def test_replay_filter_dry_run_then_run(cli: Any, running: RunningGateway) -> None:
     """``replay filter --dry-run`` lists what would happen and sends nothing; without it, it resends."""
     _add(cli, "kari", "operator")
-    message, _ = _sent(running)
-    _on_queue(running, message.queue, 1)
+    message, _ = sent_message(running)
+    on_queue(running, message.queue, 1)
     args = (
         "replay",
         "filter",
@@ -199,18 +176,18 @@ def test_replay_filter_dry_run_then_run(cli: Any, running: RunningGateway) -> No
 
     planned = cli(*args, "--dry-run")
     assert planned.exit_code == 0 and planned.output.startswith(f"{message.msg_id}: resend:")
-    assert _on_queue(running, message.queue, 1) == []
+    assert on_queue(running, message.queue, 1) == []
 
     done = cli(*args)
     assert done.exit_code == 0, done.output
-    assert [d.message_id for d in _on_queue(running, message.queue, 1)] == [message.msg_id]
+    assert [d.message_id for d in on_queue(running, message.queue, 1)] == [message.msg_id]
 
 
 def test_audit_search_finds_entries_per_patient_for_admins_only(cli: Any, running: RunningGateway) -> None:
     """``audit search --patient`` finds the replay of that patient's message; only an admin may search."""
     _add(cli, "kari", "operator")
     _add(cli, "ada", "admin")
-    message, _ = _sent(running)
+    message, _ = sent_message(running)
     assert (
         cli(
             "replay", "one", message.msg_id, "--kind", "resend", "--reason", "lost", "--operator", "kari"

@@ -27,14 +27,13 @@ from edi_gateway.domain.acks import (
     AckDecision,
     AckOutcome,
     KnownAppRec,
-    ReceiverHealth,
     SentMessage,
     apprec_fingerprint,
     decide,
-    on_apprec,
 )
 from edi_gateway.domain.apprec import AppRec
 from edi_gateway.domain.events import StatusEvent, alert_json
+from edi_gateway.domain.overdue import ReceiverHealth, on_apprec
 from edi_gateway.domain.retry import RetryPolicy
 from edi_gateway.domain.states import MessageState
 from edi_gateway.errors import SignatureInvalid, TransientError, XmlRejected

@@ -13,14 +13,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from edi_gateway.domain.acks import (
+from edi_gateway.domain.events import StatusEvent, alert_json
+from edi_gateway.domain.overdue import (
     OverdueKind,
     PendingMessage,
     ReceiverHealth,
     on_overdue,
     overdue_actions,
 )
-from edi_gateway.domain.events import StatusEvent, alert_json
 from edi_gateway.domain.states import MessageState
 from edi_gateway.errors import Problem, TransientError
 from edi_gateway.logging import get_logger

@@ -16,7 +16,8 @@ import sqlalchemy as sa
 from sqlalchemy import exc
 from sqlalchemy.dialects import postgresql, sqlite
 
-from edi_gateway.domain.acks import KnownAppRec, ReceiverHealth
+from edi_gateway.domain.acks import KnownAppRec
+from edi_gateway.domain.overdue import ReceiverHealth
 from edi_gateway.store import rows
 from edi_gateway.store.base import StoreBase
 from edi_gateway.store.engine import translate_errors

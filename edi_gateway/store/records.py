@@ -2,7 +2,7 @@
 
 ``New*`` objects and ``Transition`` are written by the use cases; ``*Record`` objects are the read
 models, one per row, with every column, timezone-aware UTC datetimes and ``Problem`` objects rebuilt
-from their JSON form. Receiver health is stored and read as ``domain.acks.ReceiverHealth``.
+from their JSON form. Receiver health is stored and read as ``domain.overdue.ReceiverHealth``.
 """
 
 from __future__ import annotations
@@ -277,26 +277,14 @@ class NewParked:
 
 
 @dataclass(frozen=True, slots=True)
-class AppRecRecord:
-    """A stored AppRec, every column.
+class AppRecRecord(NewAppRec):
+    """A stored AppRec, every column: the ``NewAppRec`` as written, and its row id.
 
     Attributes:
         id: increasing row id; orders AppRecs received at the same instant.
     """
 
     id: int
-    apprec_id: str
-    msg_id: str
-    version: str
-    status: AppRecStatus
-    errors: tuple[Problem, ...]
-    fingerprint: str
-    sender_her_id: int | None
-    outcome: AckOutcome
-    reason: str
-    signature: SignatureCheck
-    received_at: datetime
-    raw: bytes
 
 
 @dataclass(frozen=True, slots=True)

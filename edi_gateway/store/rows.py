@@ -8,9 +8,10 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from edi_gateway.domain.acks import AckOutcome, ReceiverHealth
+from edi_gateway.domain.acks import AckOutcome
 from edi_gateway.domain.apprec import AppRecStatus
 from edi_gateway.domain.model import ReceiverKind
+from edi_gateway.domain.overdue import ReceiverHealth
 from edi_gateway.domain.states import MessageState, RequestState
 from edi_gateway.errors import Problem
 from edi_gateway.store.records import (

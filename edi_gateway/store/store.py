@@ -279,7 +279,7 @@ class Store(QueryStore, OperatorStore, AcknowledgementStore):
         """Return messages waiting for an AppRec, by first send, oldest first (for the overdue sweep).
 
         Messages never confirmed sent (no ``first_sent_at``) are not listed. The sweep turns each
-        into a ``domain.acks.PendingMessage`` and asks ``overdue_actions``; a message it resends
+        into a ``domain.overdue.PendingMessage`` and asks ``overdue_actions``; a message it resends
         stays in ``sent`` with the same first send, so a sweep over more than ``limit`` messages
         pages on with ``after`` instead of asking for the first page again.
 

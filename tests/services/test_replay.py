@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -24,12 +23,12 @@ from edi_gateway.services.queries import MessageFilter
 from edi_gateway.services.replay import ReplayKind, ReplayRefused, ReplayService
 from edi_gateway.store.operators import MessageAlreadyReplaced
 from edi_gateway.store.records import MessageRecord
-from edi_gateway.transport.consumer import Delivery, drain
 from edi_gateway.transport.publisher import ConfirmingPublisher
 from edi_gateway.xml.apprec import apprec_error
 from edi_gateway.xml.msghead import parse_msghead_summary
 from edi_gateway.xml.signing import verify_signed
-from tests.services.conftest import RunningGateway, example
+from tests.services.conftest import RunningGateway
+from tests.services.helpers import on_queue, sent_message
 from tests.services.test_acknowledgements import apprec_for, signed_by, to_inbox, wait_state
 
 pytestmark = pytest.mark.rabbitmq
@@ -51,26 +50,6 @@ def kari(running: RunningGateway) -> Operator:
     return create_operator(running.gateway.store, "kari", "correct horse battery", Role.OPERATOR)
 
 
-def _sent(
-    running: RunningGateway, request: dict[str, Any] | None = None
-) -> tuple[MessageRecord, dict[str, Any]]:
-    """Send a request (kommune-only by default); return its kommune message once sent, and the request."""
-    request = request or example("kommune-only")
-    running.send(request)
-    stored = running.wait_request(request["request_id"])
-    message = running.gateway.store.messages_for_request(stored.ref)[0]
-    assert message.state == MessageState.SENT
-    return message, request
-
-
-def _on_queue(running: RunningGateway, queue: str, expect: int) -> list[Delivery]:
-    got: list[Delivery] = []
-    deadline = time.monotonic() + 10
-    while len(got) < expect and time.monotonic() < deadline:
-        got += drain(running.settings.amqp_url, queue, max_messages=expect - len(got), timeout=0.5)
-    return got
-
-
 def _answered(running: RunningGateway, message: MessageRecord, status: AppRecStatus, *codes: str) -> None:
     apprec = apprec_for(message, status=status, errors=tuple(apprec_error(c) for c in codes))
     to_inbox(running, signed_by(running, message.receiver_org_her_id, apprec))
@@ -88,13 +67,13 @@ def test_resend_publishes_the_same_msg_id_again_and_records_the_attempt(
     running: RunningGateway, service: ReplayService, kari: Operator
 ) -> None:
     """A resend puts the stored bytes on the receiver queue again under the same MsgId, as a new attempt."""
-    message, request = _sent(running)
-    (first,) = _on_queue(running, message.queue, 1)
+    message, request = sent_message(running)
+    (first,) = on_queue(running, message.queue, 1)
 
     result = service.replay(kari, message.msg_id, ReplayKind.RESEND, reason="kommune lost it")
 
     assert (result.kind, result.new_msg_ids, result.state) == ("resend", (message.msg_id,), "sent")
-    (again,) = _on_queue(running, message.queue, 1)
+    (again,) = on_queue(running, message.queue, 1)
     assert again.message_id == first.message_id == message.msg_id
     assert again.body == first.body and again.correlation_id == request["request_id"]
     assert again.headers["replay"] == "resend"
@@ -117,14 +96,14 @@ def test_resend_is_refused_once_the_receiver_answered(
     running: RunningGateway, service: ReplayService, kari: Operator
 ) -> None:
     """An acked message is not resent (the receiver would drop the same MsgId); the refusal is audited."""
-    message, _ = _sent(running)
-    _on_queue(running, message.queue, 1)
+    message, _ = sent_message(running)
+    on_queue(running, message.queue, 1)
     _answered(running, message, AppRecStatus.OK)
 
     with pytest.raises(ReplayRefused, match="use rebuild"):
         service.replay(kari, message.msg_id, ReplayKind.RESEND, reason="try again")
 
-    assert _on_queue(running, message.queue, 1) == []
+    assert on_queue(running, message.queue, 1) == []
     (entry,) = search_audit(running.gateway.store, msg_id=message.msg_id)
     assert entry.action == "replay_refused" and entry.details is not None
     assert entry.details["refused"] == "ReplayRefused"
@@ -137,15 +116,15 @@ def test_rebuild_sends_a_new_msg_id_with_a_conversation_ref_to_the_old(
     running: RunningGateway, service: ReplayService, kari: Operator
 ) -> None:
     """A rejected message rebuilt gives a new signed MsgHead whose ConversationRef names the old MsgId."""
-    message, request = _sent(running)
-    _on_queue(running, message.queue, 1)
+    message, request = sent_message(running)
+    on_queue(running, message.queue, 1)
     _answered(running, message, AppRecStatus.AVVIST, "E21")
 
     result = service.replay(kari, message.msg_id, ReplayKind.REBUILD, reason="register corrected")
 
     (new_msg_id,) = result.new_msg_ids
     assert new_msg_id != message.msg_id and result.state == "sent"
-    (delivered,) = _on_queue(running, message.queue, 1)
+    (delivered,) = on_queue(running, message.queue, 1)
     assert delivered.message_id == new_msg_id and delivered.correlation_id == request["request_id"]
     cert = (running.settings.pki_dir / f"{HOSPITAL}.cert.pem").read_bytes()
     summary = parse_msghead_summary(verify_signed(delivered.body, cert_pem=cert).root)
@@ -169,7 +148,7 @@ def test_rebuild_sends_a_new_msg_id_with_a_conversation_ref_to_the_old(
 
 def test_a_message_is_rebuilt_once(running: RunningGateway, service: ReplayService, kari: Operator) -> None:
     """Rebuilding the same message a second time is refused: the newer message is the one to replay."""
-    message, _ = _sent(running)
+    message, _ = sent_message(running)
     first = service.replay(kari, message.msg_id, ReplayKind.REBUILD, reason="once")
     with pytest.raises(MessageAlreadyReplaced):
         service.replay(kari, message.msg_id, ReplayKind.REBUILD, reason="twice")
@@ -184,8 +163,8 @@ def test_edit_sends_the_edited_request_as_a_new_message(
     running: RunningGateway, service: ReplayService, kari: Operator
 ) -> None:
     """An edited request is validated and sent as a new message that carries the edited text."""
-    message, request = _sent(running)
-    _on_queue(running, message.queue, 1)
+    message, request = sent_message(running)
+    on_queue(running, message.queue, 1)
     edited = copy.deepcopy(request)
     edited["assessment"]["notes"] = "Korrigert: pasienten ønsker telefon før besøk."
 
@@ -194,7 +173,7 @@ def test_edit_sends_the_edited_request_as_a_new_message(
     )
 
     (new_msg_id,) = result.new_msg_ids
-    (delivered,) = _on_queue(running, message.queue, 1)
+    (delivered,) = on_queue(running, message.queue, 1)
     assert delivered.message_id == new_msg_id
     assert "Korrigert: pasienten ønsker telefon før besøk." in delivered.body.decode()
     assert "Korrigert" not in message.signed_xml.decode()
@@ -225,7 +204,7 @@ def test_an_invalid_edit_is_refused_with_the_request_codes(
     running: RunningGateway, service: ReplayService, kari: Operator, change: Any, codes: list[str]
 ) -> None:
     """An edit that would be refused as a request is refused with its codes; no message is made."""
-    message, request = _sent(running)
+    message, request = sent_message(running)
     edited = copy.deepcopy(request)
     change(edited)
     with pytest.raises(RequestRejected) as refused:
@@ -243,8 +222,8 @@ def test_a_viewer_cannot_replay_and_a_reason_is_required(
     running: RunningGateway, service: ReplayService, kari: Operator
 ) -> None:
     """A viewer is denied, an operator without a reason refused; nothing is published or audited."""
-    message, _ = _sent(running)
-    _on_queue(running, message.queue, 1)
+    message, _ = sent_message(running)
+    on_queue(running, message.queue, 1)
     vera = create_operator(running.gateway.store, "vera", "correct horse battery", Role.VIEWER)
     with pytest.raises(AccessDenied):
         service.replay(vera, message.msg_id, ReplayKind.RESEND, reason="I am curious")
@@ -252,7 +231,7 @@ def test_a_viewer_cannot_replay_and_a_reason_is_required(
         service.replay(kari, message.msg_id, ReplayKind.RESEND, reason=" ")
     with pytest.raises(AccessDenied):
         service.replay_by_filter(vera, MessageFilter(state="sent"), ReplayKind.RESEND, reason="all")
-    assert _on_queue(running, message.queue, 1) == []
+    assert on_queue(running, message.queue, 1) == []
     assert search_audit(running.gateway.store) == []
 
 
@@ -261,11 +240,11 @@ def test_a_viewer_cannot_replay_and_a_reason_is_required(
 
 def test_plan_and_replay_by_filter(running: RunningGateway, service: ReplayService, kari: Operator) -> None:
     """The dry run says what would happen to each message found and changes nothing; the run then does it."""
-    one, _ = _sent(running)
-    two, _ = _sent(running)
-    acked, _ = _sent(running)
+    one, _ = sent_message(running)
+    two, _ = sent_message(running)
+    acked, _ = sent_message(running)
     _answered(running, acked, AppRecStatus.OK)
-    assert len(_on_queue(running, one.queue, 3)) == 3
+    assert len(on_queue(running, one.queue, 3)) == 3
     sent = MessageFilter(state="sent")
 
     plan = dict(service.plan_by_filter(sent, ReplayKind.RESEND))
@@ -273,7 +252,7 @@ def test_plan_and_replay_by_filter(running: RunningGateway, service: ReplayServi
     assert all(what.startswith("resend:") for what in plan.values())
     rebuild_plan = dict(service.plan_by_filter(MessageFilter(), ReplayKind.REBUILD))
     assert rebuild_plan[one.msg_id].startswith(f"rebuild: a new message to {one.receiver_name}")
-    assert _on_queue(running, one.queue, 1) == []
+    assert on_queue(running, one.queue, 1) == []
     with pytest.raises(ReplayRefused):
         service.plan_by_filter(sent, ReplayKind.EDIT)
 
@@ -281,7 +260,7 @@ def test_plan_and_replay_by_filter(running: RunningGateway, service: ReplayServi
     by_msg = {r.old_msg_id: r for r in results}
     assert by_msg[one.msg_id].new_msg_ids == (one.msg_id,) and by_msg[two.msg_id].state == "sent"
     assert by_msg[acked.msg_id].new_msg_ids == () and "use rebuild" in by_msg[acked.msg_id].detail
-    assert sorted(d.message_id or "" for d in _on_queue(running, one.queue, 2)) == sorted(
+    assert sorted(d.message_id or "" for d in on_queue(running, one.queue, 2)) == sorted(
         [one.msg_id, two.msg_id]
     )
     assert len(search_audit(running.gateway.store, operator="kari")) == 3

@@ -9,8 +9,9 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import exc
 
-from edi_gateway.domain.acks import AckOutcome, KnownAppRec, ReceiverHealth
+from edi_gateway.domain.acks import AckOutcome, KnownAppRec
 from edi_gateway.domain.apprec import AppRecStatus
+from edi_gateway.domain.overdue import ReceiverHealth
 from edi_gateway.domain.states import MessageState
 from edi_gateway.errors import Problem, StoreUnavailable, TransientError
 from edi_gateway.store import (

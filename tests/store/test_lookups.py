@@ -11,12 +11,12 @@ from hypothesis import strategies as st
 from edi_gateway.domain.acks import (
     AckOutcome,
     KnownAppRec,
-    ReceiverHealth,
     SentMessage,
     apprec_fingerprint,
     decide,
 )
 from edi_gateway.domain.apprec import AppRec, AppRecParty, AppRecStatus, PartyId
+from edi_gateway.domain.overdue import ReceiverHealth
 from edi_gateway.domain.states import MessageState
 from edi_gateway.store import NewAppRec, Store, Transition
 from edi_gateway.store.lookups import CHUNK, by_asked, chunks, spellings

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from edi_gateway.domain.acks import OverdueKind, PendingMessage, overdue_actions
+from edi_gateway.domain.overdue import OverdueKind, PendingMessage, overdue_actions
 from edi_gateway.domain.states import MessageState
 from edi_gateway.store import NewParked, ParkedKind, Store, Transition
 from tests.store.conftest import Builder, FakeClock

@@ -14,8 +14,8 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from edi_gateway.domain.acks import ReceiverHealth
 from edi_gateway.domain.apprec import AppRecStatus
+from edi_gateway.domain.overdue import ReceiverHealth
 from edi_gateway.domain.states import MessageState, RequestState
 from edi_gateway.errors import Problem
 from edi_gateway.store import NewMessage, NewRequest, RequestOutcome, Store, Transition
