@@ -13,11 +13,10 @@ from types import FrameType
 from typing import Annotated
 
 import typer
-from pydantic import ValidationError
 
+from edi_gateway.cli_common import fail, load_settings
 from edi_gateway.errors import EdiGatewayError
 from edi_gateway.logging import configure_logging
-from edi_gateway.settings import Settings
 
 app = typer.Typer(
     name="edi-gateway",
@@ -27,21 +26,6 @@ app = typer.Typer(
 )
 
 
-def _settings(**overrides: object) -> Settings:
-    try:
-        return Settings(**overrides)  # type: ignore[arg-type]
-    except ValidationError as exc:
-        for err in exc.errors():
-            name = "EDI_GATEWAY_" + "_".join(str(p) for p in err["loc"]).upper()
-            typer.echo(f"setting {name}: {err['msg']}", err=True)
-        raise typer.Exit(2) from exc
-
-
-def _fail(exc: Exception) -> typer.Exit:
-    typer.echo(f"error: {exc}", err=True)
-    return typer.Exit(1)
-
-
 @app.command()
 def setup() -> None:
     """Create or upgrade the database, declare the RabbitMQ topology and the test PKI (idempotent)."""
@@ -49,9 +33,9 @@ def setup() -> None:
 
     configure_logging()
     try:
-        summary = run_setup(_settings())
+        summary = run_setup(load_settings())
     except EdiGatewayError as exc:
-        raise _fail(exc) from exc
+        raise fail(exc) from exc
     typer.echo(summary)
 
 
@@ -70,13 +54,13 @@ def worker() -> None:
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
     try:
-        gateway = open_gateway(_settings())
+        gateway = open_gateway(load_settings())
         try:
             run_worker(gateway, stop)
         finally:
             gateway.close()
     except EdiGatewayError as exc:
-        raise _fail(exc) from exc
+        raise fail(exc) from exc
 
 
 @app.command()
@@ -88,7 +72,7 @@ def send(
     from edi_gateway.transport.names import Names
     from edi_gateway.transport.publisher import Outgoing, publish_once
 
-    settings = _settings()
+    settings = load_settings()
     body = file.read_bytes()
     ctype = content_type or ("application/xml" if file.suffix.lower() == ".xml" else "application/json")
     names = Names(settings.queue_prefix)
@@ -103,7 +87,7 @@ def send(
     try:
         publish_once(settings.amqp_url, message, timeout=settings.confirm_timeout_s)
     except EdiGatewayError as exc:
-        raise _fail(exc) from exc
+        raise fail(exc) from exc
     typer.echo(f"published {file.name} ({len(body)} bytes, {ctype}) to {names.requests}")
 
 
@@ -124,7 +108,7 @@ def receiver(
     from edi_gateway.services.receiver import ReceiverBehaviour, run_receiver
 
     configure_logging()
-    settings = _settings(test_mode=True)  # receivers in demos and tests see synthetic patients
+    settings = load_settings(test_mode=True)  # receivers in demos and tests see synthetic patients
     try:
         behaviour = ReceiverBehaviour(
             reject=reject,
@@ -146,7 +130,13 @@ def receiver(
     try:
         run_receiver(settings, her, behaviour, stop)
     except EdiGatewayError as exc:
-        raise _fail(exc) from exc
+        raise fail(exc) from exc
+
+
+DEMO_NEXT_STEPS = """
+Look at the same messages in the web UI (README, "The web UI on the demo data"):
+  .venv/bin/edi-gateway operators add me --role admin
+  EDI_GATEWAY_TEST_MODE=true .venv/bin/edi-gateway web      # then open http://127.0.0.1:8080/"""
 
 
 @app.command()
@@ -158,13 +148,14 @@ def demo(
     from edi_gateway.services.demo import run_demo
 
     configure_logging(level="WARNING")
-    settings = _settings(test_mode=True, apprec_deadline_s=deadline, overdue_sweep_interval_s=1.0)
+    settings = load_settings(test_mode=True, apprec_deadline_s=deadline, overdue_sweep_interval_s=1.0)
     try:
         ok = run_demo(settings, timeout=timeout, echo=typer.echo)
     except EdiGatewayError as exc:
-        raise _fail(exc) from exc
+        raise fail(exc) from exc
     if not ok:
         raise typer.Exit(1)
+    typer.echo(DEMO_NEXT_STEPS)
 
 
 def _register_operator_commands() -> None:

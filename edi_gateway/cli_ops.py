@@ -8,7 +8,6 @@ reason and is written to the audit log.
 
 from __future__ import annotations
 
-import getpass
 import json
 import sys
 from collections.abc import Iterator, Sequence
@@ -18,12 +17,11 @@ from typing import TYPE_CHECKING, Annotated, Any
 from zoneinfo import ZoneInfo
 
 import typer
-from pydantic import ValidationError
 
+from edi_gateway.cli_common import OPERATOR_ENV, OPERATOR_HELP, acting_operator, load_settings
 from edi_gateway.domain.states import MessageState
 from edi_gateway.errors import EdiGatewayError
 from edi_gateway.services import queries
-from edi_gateway.settings import Settings
 
 if TYPE_CHECKING:  # the gateway context loads keys and schemas: import it only when a command runs
     from edi_gateway.services.context import Gateway
@@ -45,22 +43,12 @@ def register(app: typer.Typer) -> None:
 # -- plumbing --------------------------------------------------------------------------------------
 
 
-def _settings() -> Settings:
-    try:
-        return Settings()
-    except ValidationError as exc:
-        for err in exc.errors():
-            name = "EDI_GATEWAY_" + "_".join(str(p) for p in err["loc"]).upper()
-            typer.echo(f"setting {name}: {err['msg']}", err=True)
-        raise typer.Exit(2) from exc
-
-
 @contextmanager
 def _gateway() -> Iterator[Gateway]:
     """Open the gateway for one command; a runtime failure exits 1, a bad value 2."""
     from edi_gateway.services.context import open_gateway
 
-    settings = _settings()
+    settings = load_settings()
     try:
         gateway = open_gateway(settings)
     except EdiGatewayError as exc:
@@ -206,12 +194,15 @@ def show_command(
     ] = False,
     reason: Annotated[str | None, typer.Option(help="Why you need the signed message (audit log).")] = None,
     operator: Annotated[
-        str | None, typer.Option(help="Your name for the audit log (default: the login name).")
+        str | None,
+        typer.Option(envvar=OPERATOR_ENV, help="With --xml: " + OPERATOR_HELP),
     ] = None,
 ) -> None:
     """Show one message: state, AppRecs, history and related messages; --xml the signed document."""
     if xml:
-        _show_xml(msg_id, reason, operator or getpass.getuser())
+        if not operator:
+            raise typer.BadParameter("--xml shows patient data: give --operator (your account)")
+        _show_xml(msg_id, reason, operator)
         return
     with _gateway() as gateway:
         detail = queries.message_detail(gateway.store, msg_id)
@@ -227,20 +218,11 @@ def show_command(
 def _show_xml(msg_id: str, reason: str | None, username: str) -> None:
     if reason is None or not reason.strip():
         raise typer.BadParameter("--xml shows patient data: give --reason (it goes to the audit log)")
-    from edi_gateway.services.access import (
-        Operator,
-        Role,
-        bind_patient_key,
-        load_patient_key,
-        reveal_payload,
-    )
+    from edi_gateway.services.access import Role, reveal_payload
     from edi_gateway.store import MessageNotFound
 
     with _gateway() as gateway:
-        bind_patient_key(gateway.store, load_patient_key(gateway.settings))
-        # Whoever runs the CLI on the gateway host can read the database anyway; what matters is
-        # that the reveal is on record under their name and reason.
-        who = Operator(username=username, role=Role.OPERATOR, display_name=username)
+        who = acting_operator(gateway.store, username, Role.OPERATOR)
         try:
             payload = reveal_payload(gateway.store, who, msg_id, reason=reason)
         except MessageNotFound as exc:
@@ -304,10 +286,30 @@ def _indent(text: str) -> str:
 def lookup_command(
     query: Annotated[str, typer.Argument(help="Person number (11 digits), kommunenummer (4) or HER-id.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    reason: Annotated[
+        str | None, typer.Option(help="For a person number: why you look the patient up (audit log).")
+    ] = None,
+    operator: Annotated[
+        str | None, typer.Option(envvar=OPERATOR_ENV, help="For a person number: " + OPERATOR_HELP)
+    ] = None,
 ) -> None:
-    """Show who routing would choose: a person's kommune, service and fastlege; a kommune; a HER-id."""
+    """Show who routing would choose: a person's kommune, service and fastlege; a kommune; a HER-id.
+
+    A person number is personal data: it needs --operator (an operator account) and --reason, and the
+    look-up is written to the audit log.
+    """
+    from edi_gateway.services.access import Role
+    from edi_gateway.services.lookup import is_person_query, registry_lookup
+
+    person = is_person_query(query)
+    if person and not (operator and reason and reason.strip()):
+        raise typer.BadParameter("a person number is audited: give --operator and --reason")
     with _gateway() as gateway:
-        answer = queries.registry_lookup(gateway.registers, gateway.rules, query)
+        if person and operator:
+            who = acting_operator(gateway.store, operator, Role.OPERATOR)
+            answer = registry_lookup(gateway, who, query, reason)
+        else:
+            answer = queries.registry_lookup(gateway.registers, gateway.rules, query)
     if as_json:
         _echo_json(answer)
     else:

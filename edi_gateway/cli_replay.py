@@ -11,30 +11,26 @@ from __future__ import annotations
 import getpass
 import json
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from pydantic import ValidationError
 
-from edi_gateway.errors import EdiGatewayError
+from edi_gateway.cli_common import (
+    OPERATOR_ENV,
+    OperatorOption,
+    acting_operator,
+    failing_cleanly,
+    load_settings,
+)
 from edi_gateway.logging import configure_logging
 from edi_gateway.settings import Settings
 
 if TYPE_CHECKING:  # the commands import their services lazily, to keep start-up quick
     from edi_gateway.services.access import Operator
     from edi_gateway.services.replay import ReplayKind, ReplayResult
-    from edi_gateway.store import Store
-
-OPERATOR_ENV = "EDI_GATEWAY_OPERATOR"
-OPERATOR_HELP = (
-    "Your operator account (default: $EDI_GATEWAY_OPERATOR). It must exist, be enabled and hold the "
-    "operator role or higher; the history and the audit log record it."
-)
 
 replay_app = typer.Typer(
     help="Replay messages: resend the same MsgId, or rebuild or edit into a new message.",
@@ -47,7 +43,6 @@ KindOption = Annotated[
     str, typer.Option("--kind", help="resend (same MsgId, stored bytes), rebuild or edit (a new MsgId).")
 ]
 ReasonOption = Annotated[str, typer.Option("--reason", help="Why; written to the history and the audit log.")]
-OperatorOption = Annotated[str, typer.Option("--operator", envvar=OPERATOR_ENV, help=OPERATOR_HELP)]
 
 
 def register(app: typer.Typer) -> None:
@@ -61,35 +56,9 @@ def register(app: typer.Typer) -> None:
 
 
 def _settings() -> Settings:
-    """The settings from the environment; logs (warnings and worse) go to stderr, results to stdout."""
+    """The settings; logs (warnings and worse) go to stderr, results to stdout."""
     configure_logging(level="WARNING", stream=sys.stderr)
-    try:
-        return Settings()
-    except ValidationError as exc:
-        for err in exc.errors():
-            name = "EDI_GATEWAY_" + "_".join(str(p) for p in err["loc"]).upper()
-            typer.echo(f"setting {name}: {err['msg']}", err=True)
-        raise typer.Exit(2) from exc
-
-
-@contextmanager
-def _failing_cleanly() -> Iterator[None]:
-    """Turn the gateway's errors into a one-line message and exit code 1."""
-    try:
-        yield
-    except EdiGatewayError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(1) from exc
-
-
-def _acting(store: Store, username: str) -> Operator:
-    """The operator an account names; refused when it does not exist or is disabled."""
-    from edi_gateway.services.access import AccessDenied, Operator, Role
-
-    record = store.get_operator(username)
-    if record is None or record.disabled:
-        raise AccessDenied(f"no enabled operator account named {username!r}")
-    return Operator(record.username, Role(record.role), record.display_name)
+    return load_settings()
 
 
 def _kind(value: str) -> ReplayKind:
@@ -123,6 +92,7 @@ def replay_one(
     ] = None,
 ) -> None:
     """Replay one message: resend it, rebuild it with today's registers, or send an edited request."""
+    from edi_gateway.services.access import Role
     from edi_gateway.services.context import open_gateway
     from edi_gateway.services.replay import ReplayKind, ReplayService
     from edi_gateway.transport.publisher import ConfirmingPublisher
@@ -132,10 +102,10 @@ def replay_one(
     if chosen is not ReplayKind.EDIT and request_file is not None:
         raise typer.BadParameter("only --kind edit takes a request file", param_hint="--request-file")
     settings = _settings()
-    with _failing_cleanly():
+    with failing_cleanly():
         gateway = open_gateway(settings)
         try:
-            who = _acting(gateway.store, operator)
+            who = acting_operator(gateway.store, operator, Role.OPERATOR)
             with ConfirmingPublisher(settings.amqp_url, name="edi_gateway.cli") as publisher:
                 result = ReplayService(gateway, publisher).replay(
                     who, msg_id, chosen, reason=reason, edited_request=edited
@@ -171,6 +141,7 @@ def replay_filter(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Only say what would happen.")] = False,
 ) -> None:
     """Replay every message a filter finds (resend or rebuild); try --dry-run first."""
+    from edi_gateway.services.access import Role
     from edi_gateway.services.context import open_gateway
     from edi_gateway.services.queries import MessageFilter
     from edi_gateway.services.replay import ReplayService
@@ -186,10 +157,10 @@ def replay_filter(
         since=_utc(since) if since else None,
         limit=limit,
     )
-    with _failing_cleanly():
+    with failing_cleanly():
         gateway = open_gateway(settings)
         try:
-            who = _acting(gateway.store, operator)
+            who = acting_operator(gateway.store, operator, Role.OPERATOR)
             # Nothing connects before the first publish: a dry run never touches the broker.
             with ConfirmingPublisher(settings.amqp_url, name="edi_gateway.cli") as publisher:
                 service = ReplayService(gateway, publisher)
@@ -241,16 +212,44 @@ def operators_add(
         chosen = Role(role)
     except ValueError as exc:
         raise typer.BadParameter("choose viewer, operator or admin", param_hint="--role") from exc
-    if password_stdin:
-        password = sys.stdin.readline().rstrip("\r\n")
-    else:
-        password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    password = _new_password(password_stdin)
     settings = _settings()
-    with _failing_cleanly(), Store.connect(settings.effective_database_url) as store:
+    with failing_cleanly(), Store.connect(settings.effective_database_url) as store:
         created = create_operator(store, username, password, chosen, display_name)
         details = {"username": created.username, "role": created.role.value}
         audit(store, _system_actor(), action="create_operator", reason="command line", details=details)
     typer.echo(f"created {created.username} ({created.role.value})")
+
+
+@operators_app.command("password")
+def operators_password(
+    username: Annotated[str, typer.Argument(help="The account.")],
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="Read the password from stdin.")
+    ] = False,
+) -> None:
+    """Set a new password for an account (asked for twice, or read from stdin)."""
+    from edi_gateway.services.access import audit, set_password
+    from edi_gateway.store import Store
+
+    password = _new_password(password_stdin)
+    settings = _settings()
+    with failing_cleanly(), Store.connect(settings.effective_database_url) as store:
+        set_password(store, username, password)
+        audit(
+            store,
+            _system_actor(),
+            action="set_password",
+            reason="command line",
+            details={"username": username},
+        )
+    typer.echo(f"new password set for {username}")
+
+
+def _new_password(from_stdin: bool) -> str:
+    if from_stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    return str(typer.prompt("Password", hide_input=True, confirmation_prompt=True))
 
 
 @operators_app.command("token")
@@ -263,7 +262,7 @@ def operators_token(
     from edi_gateway.store import Store
 
     settings = _settings()
-    with _failing_cleanly(), Store.connect(settings.effective_database_url) as store:
+    with failing_cleanly(), Store.connect(settings.effective_database_url) as store:
         token = create_token(store, username, label=label)
         details = {"username": username, "label": label}
         audit(store, _system_actor(), action="create_token", reason="command line", details=details)
@@ -276,7 +275,7 @@ def operators_list() -> None:
     from edi_gateway.store import Store
 
     settings = _settings()
-    with _failing_cleanly(), Store.connect(settings.effective_database_url) as store:
+    with failing_cleanly(), Store.connect(settings.effective_database_url) as store:
         for record in store.list_operators():
             status = "disabled" if record.disabled else "enabled"
             typer.echo(f"{record.username}\t{record.role}\t{status}\t{record.display_name}")
@@ -292,7 +291,7 @@ def operators_disable(
     from edi_gateway.store import Store
 
     settings = _settings()
-    with _failing_cleanly(), Store.connect(settings.effective_database_url) as store:
+    with failing_cleanly(), Store.connect(settings.effective_database_url) as store:
         if not store.set_operator_disabled(username, not enable):
             typer.echo(f"error: no operator named {username!r}", err=True)
             raise typer.Exit(1)
@@ -326,15 +325,14 @@ def audit_search(
         audit,
         bind_patient_key,
         load_patient_key,
-        require,
         search_audit,
     )
     from edi_gateway.store import Store
 
     settings = _settings()
-    with _failing_cleanly(), Store.connect(settings.effective_database_url) as store:
+    with failing_cleanly(), Store.connect(settings.effective_database_url) as store:
         bind_patient_key(store, load_patient_key(settings))
-        who = require(_acting(store, admin), Role.ADMIN)
+        who = acting_operator(store, admin, Role.ADMIN)
         entries = search_audit(store, patient=patient, operator=operator, msg_id=msg_id, limit=limit)
         asked = {"operator": operator, "msg_id": msg_id, "by_patient": patient is not None}
         audit(store, who, action="search_audit", reason="command line", patient_ref=patient, details=asked)

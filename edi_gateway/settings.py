@@ -102,6 +102,17 @@ class Settings(BaseSettings):
     quiet_threshold: int = Field(
         default=3, ge=1, description="Overdue messages in a row after which a receiver counts as gone quiet."
     )
+    web_secure_cookie: bool = Field(
+        default=False,
+        description="Mark the web UI's session cookie Secure (browsers then send it over HTTPS only). "
+        "Turn on whenever the UI is reached through TLS, which is every deployment beyond one laptop.",
+    )
+    login_max_failures: int = Field(
+        default=5, ge=1, description="Failed web logins per username within LOGIN_WINDOW_S before it is held."
+    )
+    login_window_s: float = Field(
+        default=900.0, gt=0, description="Seconds over which failed web logins are counted, and held."
+    )
 
     @field_validator("home")
     @classmethod

@@ -14,7 +14,13 @@ from typer.testing import CliRunner, Result
 
 from edi_gateway.cli import app
 from edi_gateway.cli_ops import parse_when, table
-from edi_gateway.services.access import bind_patient_key, load_patient_key, search_audit
+from edi_gateway.services.access import (
+    Role,
+    bind_patient_key,
+    create_operator,
+    load_patient_key,
+    search_audit,
+)
 from edi_gateway.settings import Settings
 from edi_gateway.store import Store
 from tests.store.conftest import Builder, FakeClock
@@ -132,8 +138,30 @@ def test_messages_show_xml_needs_a_reason(cli: Cli) -> None:
     assert "MsgHead" not in result.stdout
 
 
+def _account(cli: Cli, username: str, role: Role) -> None:
+    with Store.connect(cli.database_url) as store:
+        create_operator(store, username, "correct horse battery", role)
+
+
+@pytest.mark.parametrize(
+    ("account", "why"),
+    [(None, "no enabled operator account"), (Role.VIEWER, "needs the operator role")],
+)
+def test_messages_show_xml_needs_an_operator_account(cli: Cli, account: Role | None, why: str) -> None:
+    """--xml for a name without an account, or for a viewer, exits 1, prints nothing and audits nothing."""
+    if account is not None:
+        _account(cli, "anne", account)
+    result = cli.run("messages", "show", cli.scenario.ka, "--xml", "--reason", "r", "--operator", "anne")
+    assert result.exit_code == 1
+    assert why in result.stderr and "MsgHead" not in result.stdout
+    with Store.connect(cli.database_url) as store:
+        bind_patient_key(store, load_patient_key(Settings(home=cli.home)))
+        assert search_audit(store, msg_id=cli.scenario.ka) == []
+
+
 def test_messages_show_xml_prints_the_signed_message_and_audits_it(cli: Cli) -> None:
     """With a reason, --xml prints the stored bytes and writes a reveal_payload audit entry for the operator."""
+    _account(cli, "anne", Role.OPERATOR)
     result = cli.run(
         "messages", "show", cli.scenario.ka, "--xml", "--reason", "kommunen ringte", "--operator", "anne"
     )
@@ -155,14 +183,35 @@ def test_registry_lookup_prints_the_kommune_and_its_chosen_service(cli: Cli) -> 
     assert "chosen_service:" in result.stdout and "code: KP02" in result.stdout
 
 
-def test_registry_lookup_of_a_person_prints_json_with_the_patient_masked(cli: Cli) -> None:
-    """A person number gives the bosted kommune and fastlege; the number itself shows masked."""
-    result = cli.run("registry", "lookup", PATIENT_B, "--json")
+def test_registry_lookup_of_a_person_prints_json_with_the_patient_masked_and_audits_it(cli: Cli) -> None:
+    """A person number gives the bosted kommune and fastlege, the number masked; the look-up is audited."""
+    _account(cli, "anne", Role.OPERATOR)
+    result = cli.run(
+        "registry", "lookup", PATIENT_B, "--json", "--operator", "anne", "--reason", "sykepleier spurte"
+    )
     assert result.exit_code == 0, result.output
     answer = json.loads(result.stdout)
     assert (answer["bosted_kommunenummer"], answer["kommune"]["chosen_service"]["code"]) == ("4003", "KX06")
     assert answer["fastlege"] is not None
     _no_full_person_number(result.stdout)
+    with Store.connect(cli.database_url) as store:
+        bind_patient_key(store, load_patient_key(Settings(home=cli.home)))
+        (entry,) = search_audit(store, patient=PATIENT_B)
+        assert (entry.username, entry.action, entry.reason) == (
+            "anne",
+            "registry_lookup_person",
+            "sykepleier spurte",
+        )
+
+
+def test_registry_lookup_of_a_person_needs_an_operator_account_and_a_reason(cli: Cli) -> None:
+    """Without --operator and --reason it is a usage error; a viewer account is refused (exit 1)."""
+    assert cli.run("registry", "lookup", PATIENT_B).exit_code == 2
+    assert cli.run("registry", "lookup", PATIENT_B, "--reason", "r").exit_code == 2
+    _account(cli, "vera", Role.VIEWER)
+    refused = cli.run("registry", "lookup", PATIENT_B, "--operator", "vera", "--reason", "r")
+    assert refused.exit_code == 1 and "needs the operator role" in refused.stderr
+    assert "fastlege" not in refused.stdout
 
 
 def test_registry_lookup_unknown_exits_1_and_malformed_exits_2(cli: Cli) -> None:

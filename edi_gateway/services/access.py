@@ -35,7 +35,7 @@ from typing import Any
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
-from edi_gateway.errors import PermanentError
+from edi_gateway.errors import EdiGatewayError, PermanentError
 from edi_gateway.services import queries
 from edi_gateway.settings import Settings
 from edi_gateway.store import MessageNotFound, Store
@@ -111,6 +111,10 @@ class AccessDenied(PermanentError):
 
 class InvalidAccount(PermanentError):
     """An account cannot be created or used as asked (bad username, short password, unknown name)."""
+
+
+class PatientKeyMissing(EdiGatewayError):
+    """A store was used for audit entries about patients before the installation's key was bound."""
 
 
 class ReasonRequired(PermanentError):
@@ -280,13 +284,12 @@ def bind_patient_key(store: Store, key: bytes) -> None:
 def patient_ref_for(store: Store, person_id: str) -> str:
     """Return the keyed hash an audit entry stores for a person number (hex).
 
-    Without a bound key (``bind_patient_key``), the key of the installation the environment's
-    settings name is loaded and bound.
+    Raises:
+        PatientKeyMissing: no key is bound to ``store`` (``open_gateway`` binds the installation's).
     """
     key = _patient_keys.get(store)
     if key is None:
-        key = load_patient_key(Settings())
-        bind_patient_key(store, key)
+        raise PatientKeyMissing("no patient key is bound to this store; open it through open_gateway")
     return hmac.new(key, person_id.strip().encode(), hashlib.sha256).hexdigest()
 
 

@@ -17,6 +17,7 @@ from edi_gateway.errors import EdiGatewayError
 from edi_gateway.pki import TestPki, ensure_test_pki
 from edi_gateway.registers.base import Registers
 from edi_gateway.registers.fixtures import load_fixture_registers
+from edi_gateway.services.access import bind_patient_key, load_patient_key
 from edi_gateway.settings import Settings
 from edi_gateway.store import Store
 from edi_gateway.transport.names import Names
@@ -98,6 +99,8 @@ def open_gateway(settings: Settings, *, migrate: bool = False) -> Gateway:
     store = Store.connect(settings.effective_database_url)
     if migrate:
         store.migrate()
+    # Audit entries name patients by a keyed hash; the key is this installation's (see services.access).
+    bind_patient_key(store, load_patient_key(settings))
     return Gateway(settings, registers, rules, signer, store, Names(settings.queue_prefix))
 
 

@@ -1,6 +1,6 @@
-"""Register look-ups for the API and the pages; a look-up of a person is personal data, so it is audited.
+"""Register look-ups for operators (CLI, API, pages); a look-up of a person is personal data, so it is audited.
 
-Looking up a kommunenummer or a HER-id is open to every signed-in operator. Looking up a person
+Looking up a kommunenummer or a HER-id is open to every operator account. Looking up a person
 number tells where a patient lives and who their fastlege is: that needs the OPERATOR role and a
 reason, and writes an audit entry, like revealing the person number of a message.
 """
@@ -12,7 +12,7 @@ from typing import Any
 from edi_gateway.errors import PermanentError
 from edi_gateway.services import queries
 from edi_gateway.services.access import Operator, audit, check_reason
-from edi_gateway.web.state import WebState
+from edi_gateway.services.context import Gateway
 
 PERSON_DIGITS = 11
 
@@ -27,7 +27,7 @@ def is_person_query(query: str) -> bool:
     return len(text) == PERSON_DIGITS and text.isdigit()
 
 
-def registry_lookup(state: WebState, operator: Operator, query: str, reason: str | None) -> dict[str, Any]:
+def registry_lookup(gateway: Gateway, operator: Operator, query: str, reason: str | None) -> dict[str, Any]:
     """Look ``query`` up in the registers; a person number needs OPERATOR and a reason, and is audited.
 
     Raises:
@@ -35,7 +35,6 @@ def registry_lookup(state: WebState, operator: Operator, query: str, reason: str
         ReasonRequired: a person number was asked for without a reason.
         BadLookup: the query is none of the forms the registers know.
     """
-    gateway = state.gateway
     person = is_person_query(query)
     if person:
         operator, reason = check_reason(operator, reason or "")
@@ -46,6 +45,10 @@ def registry_lookup(state: WebState, operator: Operator, query: str, reason: str
     if person:
         person_id = "".join(query.split())
         audit(
-            state.store, operator, action="registry_lookup_person", reason=reason or "", patient_ref=person_id
+            gateway.store,
+            operator,
+            action="registry_lookup_person",
+            reason=reason or "",
+            patient_ref=person_id,
         )
     return found

@@ -34,9 +34,7 @@ from edi_gateway.services import queries
 from edi_gateway.services.access import (
     Operator,
     audit,
-    bind_patient_key,
     check_reason,
-    load_patient_key,
 )
 from edi_gateway.services.announce import status_outgoing
 from edi_gateway.services.building import MessageBuilder
@@ -98,14 +96,13 @@ class ReplayService:
         *,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
-        """Prepare the message builder and bind the installation's patient key to the store."""
+        """Prepare the message builder."""
         self._g = gateway
         self._publisher = publisher
         self._clock = clock
         self._builder = MessageBuilder(
             gateway.settings, gateway.registers, gateway.rules, gateway.signer, gateway.names, clock=clock
         )
-        bind_patient_key(gateway.store, load_patient_key(gateway.settings))
 
     # -- one message -----------------------------------------------------------------------------
 

@@ -14,11 +14,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from edi_gateway.services import queries
+from edi_gateway.services import lookup, queries
 from edi_gateway.services.access import AuditEntry, reveal_patient_id, reveal_payload, search_audit
 from edi_gateway.services.queries import MessageDetail, MessageFilter, Page, Report
 from edi_gateway.services.replay import ReplayKind, ReplayResult
-from edi_gateway.web import lookup
 from edi_gateway.web.auth import Admin, OperatorRole, Viewer
 from edi_gateway.web.filters import MAX_PAGE, api_filter
 from edi_gateway.web.state import WebState, web_state
@@ -176,7 +175,7 @@ def registry_lookup(
 
     A person number needs the OPERATOR role and a reason, and is audited.
     """
-    return lookup.registry_lookup(state, operator, q, reason)
+    return lookup.registry_lookup(state.gateway, operator, q, reason)
 
 
 @router.get("/dashboard")

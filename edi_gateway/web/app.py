@@ -28,8 +28,9 @@ from edi_gateway.errors import (
     Unroutable,
 )
 from edi_gateway.logging import get_logger
-from edi_gateway.services.access import AccessDenied, ReasonRequired, bind_patient_key, load_patient_key
+from edi_gateway.services.access import AccessDenied, ReasonRequired
 from edi_gateway.services.context import Gateway, open_gateway
+from edi_gateway.services.lookup import BadLookup
 from edi_gateway.settings import Settings
 from edi_gateway.store.errors import MessageNotFound
 from edi_gateway.web import api, health, message_page, metrics, pages
@@ -41,9 +42,9 @@ from edi_gateway.web.auth import (
     session_secret,
 )
 from edi_gateway.web.filters import BadFilter
-from edi_gateway.web.lookup import BadLookup
 from edi_gateway.web.render import make_templates, page
 from edi_gateway.web.state import WebState
+from edi_gateway.web.throttle import LoginThrottle
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 log = get_logger(__name__)
@@ -70,13 +71,12 @@ def create_app(settings: Settings, *, gateway: Gateway | None = None) -> FastAPI
     """
     owns = gateway is None
     gateway = gateway or open_gateway(settings)
-    # Audit entries name patients by a keyed hash; the key is this installation's, not the environment's.
-    bind_patient_key(gateway.store, load_patient_key(gateway.settings))
     state = WebState(
         gateway=gateway,
         owns_gateway=owns,
         templates=make_templates(),
         metrics=metrics.metrics_registry(gateway.store),
+        logins=LoginThrottle(settings.login_max_failures, settings.login_window_s),
     )
 
     @asynccontextmanager
@@ -99,6 +99,7 @@ def create_app(settings: Settings, *, gateway: Gateway | None = None) -> FastAPI
         session_cookie=SESSION_COOKIE,
         max_age=SESSION_MAX_AGE_S,
         same_site="strict",
+        https_only=settings.web_secure_cookie,
     )
     app.middleware("http")(_headers_and_access_log)
     for router in (health.router, metrics.router, api.router, pages.router, message_page.router):

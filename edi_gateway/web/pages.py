@@ -5,6 +5,7 @@ The message page and its actions (reveal, replay) are in ``message_page.py``.
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
 from urllib.parse import urlencode
@@ -13,9 +14,8 @@ from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from edi_gateway.logging import get_logger
-from edi_gateway.services import queries
+from edi_gateway.services import lookup, queries
 from edi_gateway.services.access import Operator, authenticate, search_audit
-from edi_gateway.web import lookup
 from edi_gateway.web.auth import Admin, Viewer, check_csrf, current_operator, end_session, start_session
 from edi_gateway.web.chart import report_chart
 from edi_gateway.web.filters import form_filter, form_time
@@ -61,22 +61,37 @@ def login(
     password: Annotated[str, Form(max_length=200)],
     next: Annotated[str, Form()] = "/",
 ) -> Response:
-    """Check the password; on success start a fresh session and go on."""
+    """Check the password; on success start a fresh session and go on.
+
+    After too many failures for the username or from the address the password is not even checked:
+    the form answers 429 and says when to try again.
+    """
+    address = request.client.host if request.client else "unknown"
+    wait_s = state.logins.wait_s(username, address)
+    if wait_s > 0:
+        log.warning("web login held after repeated failures")
+        minutes = max(1, math.ceil(wait_s / 60))
+        error = f"Too many failed logins. Try again in {minutes} min, or ask an admin to set a new password."
+        return _login_refused(request, state, next, 429, error, {"Retry-After": str(math.ceil(wait_s))})
     operator = authenticate(state.store, username, password)
     if operator is None:
+        state.logins.failed(username, address)
         log.info("web login refused")
-        return page(
-            request,
-            state.templates,
-            "login.html",
-            None,
-            status_code=401,
-            next=safe_next(next),
-            error="Unknown user or wrong password.",
-        )
+        return _login_refused(request, state, next, 401, "Unknown user or wrong password.", {})
+    state.logins.succeeded(username)
     start_session(request, operator)
     log.info("web login", operator=operator.username, role=operator.role.value)
     return RedirectResponse(safe_next(next), status_code=303)
+
+
+def _login_refused(
+    request: Request, state: WebState, next: str, status: int, error: str, headers: dict[str, str]
+) -> Response:
+    response = page(
+        request, state.templates, "login.html", None, status_code=status, next=safe_next(next), error=error
+    )
+    response.headers.update(headers)
+    return response
 
 
 @router.post("/logout", dependencies=[Csrf])
@@ -165,7 +180,7 @@ def registry_page(
     reason: Annotated[str, Form(max_length=500)] = "",
 ) -> HTMLResponse:
     """Look a HER-id, kommunenummer or person number up (a POST: a person number stays out of URLs)."""
-    found = lookup.registry_lookup(state, operator, q, reason)
+    found = lookup.registry_lookup(state.gateway, operator, q, reason)
     shown = "" if lookup.is_person_query(q) else q  # a person number is not echoed back into the form
     return private(page(request, state.templates, "registry.html", operator, q=shown, found=found))
 

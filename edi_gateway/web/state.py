@@ -17,6 +17,7 @@ from edi_gateway.services.context import Gateway
 from edi_gateway.services.replay import ReplayService
 from edi_gateway.store import Store
 from edi_gateway.transport.publisher import ConfirmingPublisher
+from edi_gateway.web.throttle import LoginThrottle
 
 
 @dataclass
@@ -28,12 +29,14 @@ class WebState:
         owns_gateway: the application opened the gateway and closes it at shutdown.
         templates: the Jinja2 environment of the pages.
         metrics: the Prometheus registry ``/metrics`` exposes.
+        logins: the failed-login counts of this process.
     """
 
     gateway: Gateway
     owns_gateway: bool
     templates: Jinja2Templates
     metrics: CollectorRegistry
+    logins: LoginThrottle
     _publisher: ConfirmingPublisher | None = None
     _replay: ReplayService | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)

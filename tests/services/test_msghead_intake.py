@@ -111,7 +111,9 @@ def test_refusals(context) -> None:  # type: ignore[no-untyped-def]
     info.remove(info.find(ns.ns(ns.MSGHEAD, "MsgId")))
     assert _codes(context, etree.tostring(missing)) == ["msghead.invalid"]
     assert _codes(context, signer.sign(root)) == ["msghead.signed"]
-    assert _codes(context, unsigned_msghead(sender=Organisation(8100005, "Porsgrunn kommune"))) == ["msghead.sender"]
+    assert _codes(context, unsigned_msghead(sender=Organisation(8100005, "Porsgrunn kommune"))) == [
+        "msghead.sender"
+    ]
     assert _codes(context, unsigned_msghead(receiver_org=Organisation(999999, "Ukjent"))) == [
         "routing.receiver_unknown"
     ]

@@ -16,7 +16,7 @@ from edi_gateway.domain.states import MessageState
 from edi_gateway.store import Store, StoreDefect
 from edi_gateway.store.rows import message_row, request_row
 from edi_gateway.store.store import MIGRATIONS_DIR
-from edi_gateway.store.tables import messages, metadata, requests
+from edi_gateway.store.tables import audit_log, events, messages, metadata, requests
 from tests.store.conftest import Builder
 
 # Columns revision 0002 added to ``messages``; rows written "at 0001" leave them out.
@@ -72,7 +72,7 @@ def test_migrating_an_empty_database_matches_the_metadata(database_url: str) -> 
     finally:
         store.close()
     assert _differences(database_url) == []
-    assert _revision(database_url) == _head() == "0003"
+    assert _revision(database_url) == _head() == "0004"
 
 
 def test_migrating_twice_is_a_no_op(database_url: str, build: Builder) -> None:
@@ -102,6 +102,29 @@ def test_foreign_keys_are_enforced(database_url: str, build: Builder) -> None:
         assert store.count_messages() == 0
     finally:
         store.close()
+
+
+@pytest.mark.parametrize("table", [events, audit_log])
+def test_history_tables_refuse_update_and_delete(store: Store, build: Builder, table: sa.Table) -> None:
+    """events and audit_log are append-only in the database itself: UPDATE and DELETE fail, rows stay."""
+    store.save_outcomes([build.routed()], actor="test")
+    with store._write() as conn:
+        conn.execute(
+            audit_log.insert(),
+            [{"at": build.clock.now, "username": "kari", "action": "replay", "reason": "INC-1"}],
+        )
+    before = _all_rows(store, table)
+    assert before
+    for statement in (sa.update(table).values(reason="rewritten"), sa.delete(table)):
+        with pytest.raises(StoreDefect) as refused, store._write() as conn:
+            conn.execute(statement)
+        assert "append-only" in str(refused.value.__cause__)
+    assert _all_rows(store, table) == before
+
+
+def _all_rows(store: Store, table: sa.Table) -> list[tuple[object, ...]]:
+    with store._read() as conn:
+        return [tuple(row) for row in conn.execute(sa.select(table).order_by(table.c.id))]
 
 
 def test_upgrading_from_0001_backfills_the_first_send(database_url: str, build: Builder) -> None:

@@ -45,6 +45,45 @@ def test_anonymous_gets_401_everywhere_in_the_api(
     assert response.headers["www-authenticate"] == "Bearer"
 
 
+NOBODY = "00000000-0000-4000-8000-000000000000"  # no such message: a call that passes the role check ends 404
+NO_MATCH = {"kommunenummer": "9999"}  # a filter that finds nothing: a replay by filter that does nothing
+ROLE_NEEDED = [
+    ("GET", "/api/messages", None, Role.VIEWER),
+    ("GET", f"/api/messages/{NOBODY}", None, Role.VIEWER),
+    ("POST", "/api/replay/dry-run", {"filter": NO_MATCH, "kind": "resend"}, Role.VIEWER),
+    ("GET", "/api/report", None, Role.VIEWER),
+    ("GET", "/api/registry/lookup?q=4005", None, Role.VIEWER),
+    ("GET", "/api/dashboard", None, Role.VIEWER),
+    ("GET", "/api/openapi.json", None, Role.VIEWER),
+    ("POST", f"/api/messages/{NOBODY}/replay", {"kind": "resend", "reason": "test"}, Role.OPERATOR),
+    ("POST", "/api/replay", {"filter": NO_MATCH, "kind": "resend", "reason": "test"}, Role.OPERATOR),
+    ("POST", f"/api/messages/{NOBODY}/reveal", {"what": "patient", "reason": "test"}, Role.OPERATOR),
+    ("POST", f"/api/messages/{NOBODY}/reveal", {"what": "payload", "reason": "test"}, Role.OPERATOR),
+    ("GET", "/api/registry/lookup?q=07926217857&reason=test", None, Role.OPERATOR),
+    ("GET", "/api/audit", None, Role.ADMIN),
+]
+
+
+@pytest.mark.parametrize("role", list(Role))
+@pytest.mark.parametrize(("method", "path", "body", "needed"), ROLE_NEEDED)
+def test_every_api_action_is_open_to_its_role_and_above_only(
+    client: TestClient,
+    filled: Filled,
+    role: Role,
+    method: str,
+    path: str,
+    body: dict[str, object] | None,
+    needed: Role,
+) -> None:
+    """Each action answers 403 to a role below the one it needs, and goes past the check for the others."""
+    response = client.request(method, path, json=body, headers=filled.auth(role))
+    if role.allows(needed):
+        assert response.status_code in (200, 404), response.text
+    else:
+        assert response.status_code == 403, response.text
+        assert f"needs the {needed.value} role" in response.json()["detail"]
+
+
 def test_a_wrong_token_is_401(client: TestClient) -> None:
     """An unknown bearer token is refused like no login at all."""
     response = client.get("/api/messages", headers={"Authorization": "Bearer egw_not-a-token"})

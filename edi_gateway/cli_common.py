@@ -1,0 +1,68 @@
+"""What every command of the command line shares: settings, error exits, the acting operator account.
+
+Exit codes: 0 ok, 1 a runtime failure (the gateway's own errors, printed as one line), 2 a usage
+error (a bad setting or option value).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from pydantic import ValidationError
+
+from edi_gateway.errors import EdiGatewayError
+from edi_gateway.settings import Settings
+
+if TYPE_CHECKING:  # commands import their services lazily, to keep start-up quick
+    from edi_gateway.services.access import Operator, Role
+    from edi_gateway.store import Store
+
+OPERATOR_ENV = "EDI_GATEWAY_OPERATOR"
+OPERATOR_HELP = (
+    "Your operator account (default: $EDI_GATEWAY_OPERATOR). It must exist, be enabled and hold the "
+    "operator role or higher; the history and the audit log record it."
+)
+OperatorOption = Annotated[str, typer.Option("--operator", envvar=OPERATOR_ENV, help=OPERATOR_HELP)]
+
+
+def load_settings(**overrides: object) -> Settings:
+    """The settings from the environment (and ``overrides``); a bad value names its variable and exits 2."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        for err in exc.errors():
+            name = "EDI_GATEWAY_" + "_".join(str(p) for p in err["loc"]).upper()
+            typer.echo(f"setting {name}: {err['msg']}", err=True)
+        raise typer.Exit(2) from exc
+
+
+def fail(exc: Exception) -> typer.Exit:
+    """Print ``exc`` as one line on stderr and return the exit (code 1) to raise."""
+    typer.echo(f"error: {exc}", err=True)
+    return typer.Exit(1)
+
+
+@contextmanager
+def failing_cleanly() -> Iterator[None]:
+    """Turn the gateway's errors into a one-line message and exit code 1."""
+    try:
+        yield
+    except EdiGatewayError as exc:
+        raise fail(exc) from exc
+
+
+def acting_operator(store: Store, username: str, role: Role) -> Operator:
+    """The enabled account ``username``, which must hold ``role`` or higher.
+
+    Raises:
+        AccessDenied: no such enabled account, or its role is too low.
+    """
+    from edi_gateway.services.access import AccessDenied, Operator, Role, require
+
+    record = store.get_operator(username)
+    if record is None or record.disabled:
+        raise AccessDenied(f"no enabled operator account named {username!r}")
+    return require(Operator(record.username, Role(record.role), record.display_name), role)
