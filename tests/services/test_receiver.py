@@ -60,11 +60,8 @@ from edi_gateway.xml.schemas import validate_apprec
 from edi_gateway.xml.signing import Signer, verify_signed
 from tests.services.conftest import (
     RunningGateway,
-    cleanup_gateway,
     example,
     make_settings,
-    start_gateway,
-    stop_gateway,
 )
 
 HOSPITAL = 8100001
@@ -272,19 +269,9 @@ def test_journal_survives_reopening(tmp_path: Path) -> None:
 
 
 @pytest.fixture
-def running(
-    tmp_path: Path, pki_template: Path, amqp_url: str, sqlite_url: str, queue_prefix: str
-) -> Iterator[RunningGateway]:
+def running(start: Callable[..., RunningGateway]) -> RunningGateway:
     """A started gateway worker on its own queues (the receiver never touches the gateway's store)."""
-    settings = make_settings(
-        tmp_path, pki_template, amqp_url=amqp_url, database_url=sqlite_url, queue_prefix=queue_prefix
-    )
-    gateway = start_gateway(settings)
-    try:
-        yield gateway
-    finally:
-        stop_gateway(gateway)
-        cleanup_gateway(gateway)
+    return start()
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,10 +16,6 @@ from edi_gateway.logging import configure_logging
 from edi_gateway.services.access import authenticate, authenticate_token
 from tests.services.conftest import (
     RunningGateway,
-    cleanup_gateway,
-    make_settings,
-    start_gateway,
-    stop_gateway,
 )
 from tests.services.helpers import on_queue, sent_message
 
@@ -30,19 +26,9 @@ PATIENT = "07926217857"  # the synthetic patient of the kommune-only example
 
 
 @pytest.fixture
-def running(
-    tmp_path: Path, pki_template: Path, amqp_url: str, sqlite_url: str, queue_prefix: str
-) -> Iterator[RunningGateway]:
+def running(start: Callable[..., RunningGateway]) -> RunningGateway:
     """A gateway with a worker on its own queues and SQLite file."""
-    settings = make_settings(
-        tmp_path, pki_template, amqp_url=amqp_url, database_url=sqlite_url, queue_prefix=queue_prefix
-    )
-    gw = start_gateway(settings)
-    try:
-        yield gw
-    finally:
-        stop_gateway(gw)
-        cleanup_gateway(gw)
+    return start()
 
 
 @pytest.fixture
