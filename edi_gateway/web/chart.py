@@ -14,7 +14,7 @@ from edi_gateway.services.queries import ReportRow
 
 BAR_HEIGHT = 22
 BAR_GAP = 8
-LABEL_WIDTH = 170
+LABEL_WIDTH = 230  # fits "Midt-Telemark kommune (4020)" and the longest names elsewhere
 PLOT_WIDTH = 520
 # Known outcomes get their own colour (CSS class); anything else shares "other".
 OUTCOME_CLASSES = {
@@ -25,7 +25,7 @@ OUTCOME_CLASSES = {
     "failed": "bad",
     "sent": "wait",
     "queued": "wait",
-    "rejected": "bad",
+    "rejected": "invalid",  # the request itself was refused: not the receiver's doing
     "no_consent": "muted",
 }
 

@@ -18,7 +18,7 @@ from edi_gateway.services import lookup, queries
 from edi_gateway.services.access import Operator, authenticate, search_audit
 from edi_gateway.web.auth import Admin, Viewer, check_csrf, current_operator, end_session, start_session
 from edi_gateway.web.chart import report_chart
-from edi_gateway.web.filters import form_filter, form_time
+from edi_gateway.web.filters import OSLO, form_filter, form_time
 from edi_gateway.web.render import page, private
 from edi_gateway.web.state import WebState, web_state
 
@@ -161,8 +161,14 @@ def report_page(request: Request, state: State, operator: Viewer) -> HTMLRespons
         operator,
         report=result,
         chart=report_chart(result.rows),
-        values={k: values.get(k, "") for k in ("since", "until")},
+        # The period in force, as the form's local date-times: the default period shows, and a bare
+        # date typed into the address bar comes back in the form the inputs take.
+        values={"since": _form_value(since), "until": _form_value(until)},
     )
+
+
+def _form_value(when: datetime) -> str:
+    return when.astimezone(OSLO).strftime("%Y-%m-%dT%H:%M")
 
 
 @router.get("/registry")

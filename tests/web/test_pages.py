@@ -149,6 +149,9 @@ def test_dashboard_report_registry_and_docs_render(client: TestClient, filled: F
     assert dashboard.status_code == 200 and "Forfalt" in dashboard.text
     report = client.get("/report")
     assert report.status_code == 200 and "<svg" in report.text
+    period = client.get("/report?since=2024-11-01&until=2024-12-01").text
+    assert 'name="since" value="2024-11-01T00:00"' in period  # the period in force fills the form
+    assert 'name="until" value="2024-12-01T00:00"' in period
     registry = client.post("/registry", data={"q": filled.acked.kommunenummer, "csrf": token})
     assert registry.status_code == 200 and 'id="lookup-result"' in registry.text
     docs = client.get("/api/docs")
