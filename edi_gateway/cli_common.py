@@ -8,12 +8,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 from pydantic import ValidationError
 
 from edi_gateway.errors import EdiGatewayError
+from edi_gateway.localtime import parse_local
 from edi_gateway.settings import Settings
 
 if TYPE_CHECKING:  # commands import their services lazily, to keep start-up quick
@@ -66,3 +68,21 @@ def acting_operator(store: Store, username: str, role: Role) -> Operator:
     if record is None or record.disabled:
         raise AccessDenied(f"no enabled operator account named {username!r}")
     return require(Operator(record.username, Role(record.role), record.display_name), role)
+
+
+def parse_when(value: str, *, end_of_day: bool = False) -> datetime:
+    """Read a date or date-time an operator typed; without a zone it is Norwegian local time.
+
+    Args:
+        value: ``2024-11-04``, ``2024-11-04T09:30``, ``2024-11-04 09:30`` or with an offset.
+        end_of_day: a bare date means the end of that day (midnight after it), for ``--until``.
+
+    Raises:
+        typer.BadParameter: the value is not a date (exit code 2).
+    """
+    try:
+        return parse_local(value, end_of_day=end_of_day)
+    except ValueError as exc:
+        raise typer.BadParameter(
+            f"{value!r} is not a date (YYYY-MM-DD) or date-time (YYYY-MM-DDTHH:MM)"
+        ) from exc

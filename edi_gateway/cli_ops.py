@@ -12,22 +12,19 @@ import json
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from datetime import date, datetime, time, timedelta
+from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any
-from zoneinfo import ZoneInfo
 
 import typer
 
-from edi_gateway.cli_common import OPERATOR_ENV, OPERATOR_HELP, acting_operator, load_settings
+from edi_gateway.cli_common import OPERATOR_ENV, OPERATOR_HELP, acting_operator, load_settings, parse_when
 from edi_gateway.domain.states import MessageState
 from edi_gateway.errors import EdiGatewayError
+from edi_gateway.localtime import shown
 from edi_gateway.services import queries
 
 if TYPE_CHECKING:  # the gateway context loads keys and schemas: import it only when a command runs
     from edi_gateway.services.context import Gateway
-
-LOCAL_ZONE = ZoneInfo("Europe/Oslo")
-"""Where the operators are: naive times they type, and times shown, are in this zone."""
 
 messages_app = typer.Typer(help="Find and inspect messages.", no_args_is_help=True)
 registry_app = typer.Typer(help="Look up the registers the way routing sees them.", no_args_is_help=True)
@@ -66,29 +63,6 @@ def _gateway() -> Iterator[Gateway]:
         gateway.close()
 
 
-def parse_when(value: str, *, end_of_day: bool = False) -> datetime:
-    """Read a date or date-time an operator typed; without a zone it is Norwegian local time.
-
-    Args:
-        value: ``2024-11-04``, ``2024-11-04T09:30``, ``2024-11-04 09:30`` or with an offset.
-        end_of_day: a bare date means the end of that day (midnight after it), for ``--until``.
-
-    Raises:
-        typer.BadParameter: the value is not a date (exit code 2).
-    """
-    text = value.strip()
-    try:
-        if len(text) == len("YYYY-MM-DD"):
-            day = date.fromisoformat(text) + timedelta(days=1 if end_of_day else 0)
-            return datetime.combine(day, time(), LOCAL_ZONE)
-        moment = datetime.fromisoformat(text)
-    except ValueError as exc:
-        raise typer.BadParameter(
-            f"{value!r} is not a date (YYYY-MM-DD) or date-time (YYYY-MM-DDTHH:MM)"
-        ) from exc
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=LOCAL_ZONE)
-
-
 def _since(value: str | None) -> datetime | None:
     return parse_when(value) if value is not None else None
 
@@ -98,7 +72,7 @@ def _until(value: str | None) -> datetime | None:
 
 
 def _local(moment: datetime | None) -> str:
-    return moment.astimezone(LOCAL_ZONE).strftime("%Y-%m-%d %H:%M:%S") if moment is not None else "-"
+    return shown(moment) if moment is not None else "-"
 
 
 def _text(value: object) -> str:

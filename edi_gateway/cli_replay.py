@@ -12,7 +12,6 @@ import getpass
 import json
 import sys
 from dataclasses import asdict
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -24,6 +23,7 @@ from edi_gateway.cli_common import (
     acting_operator,
     failing_cleanly,
     load_settings,
+    parse_when,
 )
 from edi_gateway.logging import configure_logging
 from edi_gateway.settings import Settings
@@ -136,7 +136,9 @@ def replay_filter(
     kommune: Annotated[str | None, typer.Option("--kommune", help="Only this kommunenummer.")] = None,
     receiver_her_id: Annotated[int | None, typer.Option(help="Only this receiver HER-id.")] = None,
     samhandlingspunkt: Annotated[int | None, typer.Option(min=1, max=3)] = None,
-    since: Annotated[datetime | None, typer.Option(help="Created at or after (ISO date/time, UTC).")] = None,
+    since: Annotated[
+        str | None, typer.Option(help="Created at or after (date or date-time, Norwegian time).")
+    ] = None,
     limit: Annotated[int, typer.Option(min=1, help="At most this many messages.")] = 50,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Only say what would happen.")] = False,
 ) -> None:
@@ -154,7 +156,7 @@ def replay_filter(
         kommunenummer=kommune,
         receiver_her_id=receiver_her_id,
         samhandlingspunkt=samhandlingspunkt,
-        since=_utc(since) if since else None,
+        since=parse_when(since) if since else None,
         limit=limit,
     )
     with failing_cleanly():
@@ -175,10 +177,6 @@ def replay_filter(
         _show(result)
     if any(not r.new_msg_ids for r in results):
         raise typer.Exit(1)
-
-
-def _utc(value: datetime) -> datetime:
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
 
 
 # -- accounts ------------------------------------------------------------------------------------

@@ -8,17 +8,16 @@ clock shows). The API takes ISO 8601; a time without an offset there is UTC.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import UTC, datetime, tzinfo
+from datetime import UTC, datetime
 from typing import Annotated
-from zoneinfo import ZoneInfo
 
 from fastapi import Query
 
 from edi_gateway.domain.states import MessageState
 from edi_gateway.errors import PermanentError
+from edi_gateway.localtime import as_utc
 from edi_gateway.services.queries import MessageFilter
 
-OSLO = ZoneInfo("Europe/Oslo")
 MAX_PAGE = 500
 STATES = tuple(s.value for s in MessageState)
 
@@ -48,8 +47,8 @@ def api_filter(
         kommunenummer=kommunenummer,
         receiver_her_id=receiver_her_id,
         samhandlingspunkt=samhandlingspunkt,
-        since=_utc(since, UTC),
-        until=_utc(until, UTC),
+        since=as_utc(since, UTC) if since else None,
+        until=as_utc(until, UTC) if until else None,
         request_id=request_id,
         limit=limit,
         offset=offset,
@@ -85,17 +84,9 @@ def form_time(values: Mapping[str, str], name: str) -> datetime | None:
     if text is None:
         return None
     try:
-        return _utc(datetime.fromisoformat(text), OSLO)
+        return as_utc(datetime.fromisoformat(text))
     except ValueError:
         raise BadFilter(f"{name}: expected a date or time like 2024-05-01T08:00") from None
-
-
-def _utc(value: datetime | None, naive_zone: tzinfo) -> datetime | None:
-    if value is None:
-        return None
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=naive_zone)
-    return value.astimezone(UTC)
 
 
 def _state(value: str | None) -> str | None:

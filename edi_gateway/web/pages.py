@@ -13,12 +13,13 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
+from edi_gateway.localtime import LOCAL_ZONE
 from edi_gateway.logging import get_logger
 from edi_gateway.services import lookup, queries
 from edi_gateway.services.access import Operator, authenticate, search_audit
 from edi_gateway.web.auth import Admin, Viewer, check_csrf, current_operator, end_session, start_session
 from edi_gateway.web.chart import report_chart
-from edi_gateway.web.filters import OSLO, form_filter, form_time
+from edi_gateway.web.filters import form_filter, form_time
 from edi_gateway.web.render import page, private
 from edi_gateway.web.state import WebState, web_state
 
@@ -168,7 +169,7 @@ def report_page(request: Request, state: State, operator: Viewer) -> HTMLRespons
 
 
 def _form_value(when: datetime) -> str:
-    return when.astimezone(OSLO).strftime("%Y-%m-%dT%H:%M")
+    return when.astimezone(LOCAL_ZONE).strftime("%Y-%m-%dT%H:%M")
 
 
 @router.get("/registry")

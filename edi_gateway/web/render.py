@@ -12,9 +12,9 @@ from fastapi.templating import Jinja2Templates
 from lxml import etree
 
 from edi_gateway.domain.states import MessageState
+from edi_gateway.localtime import shown
 from edi_gateway.services.access import Operator, Role
 from edi_gateway.web.auth import csrf_token
-from edi_gateway.web.filters import OSLO
 from edi_gateway.xml.safe import parse_xml
 
 TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
@@ -37,7 +37,7 @@ def local_time(value: datetime | None) -> str:
     """Show a time as the desk's clock does: Norwegian time, to the second."""
     if value is None:
         return "–"
-    return value.astimezone(OSLO).strftime("%Y-%m-%d %H:%M:%S")
+    return shown(value)
 
 
 def pretty_xml(data: bytes) -> str:
