@@ -62,12 +62,12 @@ def acting_operator(store: Store, username: str, role: Role) -> Operator:
     Raises:
         AccessDenied: no such enabled account, or its role is too low.
     """
-    from edi_gateway.services.access import AccessDenied, Operator, Role, require
+    from edi_gateway.services.access import AccessDenied, enabled_operator, require
 
-    record = store.get_operator(username)
-    if record is None or record.disabled:
+    operator = enabled_operator(store, username)
+    if operator is None:
         raise AccessDenied(f"no enabled operator account named {username!r}")
-    return require(Operator(record.username, Role(record.role), record.display_name), role)
+    return require(operator, role)
 
 
 def parse_when(value: str, *, end_of_day: bool = False) -> datetime:

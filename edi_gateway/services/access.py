@@ -244,6 +244,17 @@ def require(operator: Operator | None, role: Role) -> Operator:
     return operator
 
 
+def enabled_operator(store: Store, username: str) -> Operator | None:
+    """The operator an enabled account names, or None (no such account, or disabled).
+
+    Read on every use: a disabled account or a changed role takes effect at once.
+    """
+    record = store.get_operator(username)
+    if record is None or record.disabled:
+        return None
+    return _operator(record)
+
+
 def _operator(record: OperatorRecord) -> Operator:
     return Operator(username=record.username, role=Role(record.role), display_name=record.display_name)
 

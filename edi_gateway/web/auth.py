@@ -15,7 +15,7 @@ from typing import Annotated
 from fastapi import Depends, Form, Request
 
 from edi_gateway.errors import PermanentError
-from edi_gateway.services.access import Operator, Role, authenticate_token, require
+from edi_gateway.services.access import Operator, Role, authenticate_token, enabled_operator, require
 from edi_gateway.web.state import WebState, web_state
 
 SECRET_FILE = "web-session.secret"  # noqa: S105 - the file name, not the secret
@@ -89,11 +89,7 @@ def _session_operator(request: Request, state: WebState) -> Operator | None:
     username = request.session.get(_OPERATOR_KEY)
     if not isinstance(username, str):
         return None
-    # Looked up on every request: a disabled account or a changed role takes effect at once.
-    record = state.store.get_operator(username)
-    if record is None or record.disabled:
-        return None
-    return Operator(username=record.username, role=Role(record.role), display_name=record.display_name)
+    return enabled_operator(state.store, username)
 
 
 def _bearer_token(request: Request) -> str | None:
