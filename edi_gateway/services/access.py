@@ -410,6 +410,23 @@ def reveal_payload(store: Store, operator: Operator | None, msg_id: str, *, reas
     return payload
 
 
+def reveal_request(store: Store, operator: Operator | None, msg_id: str, *, reason: str) -> bytes:
+    """Return the request a message was built from (for an edit replay, the edited one), and audit it.
+
+    Raises:
+        AccessDenied: the operator lacks the operator role.
+        ReasonRequired: no reason was given.
+        MessageNotFound: no message has this msg_id.
+    """
+    who, reason = check_reason(operator, reason)
+    body = queries.request_body_of(store, msg_id)
+    if body is None:
+        raise MessageNotFound(msg_id)
+    person_id = queries.patient_id_of(store, msg_id)
+    audit(store, who, action="reveal_request", reason=reason, msg_id=msg_id, patient_ref=person_id)
+    return body
+
+
 def check_reason(operator: Operator | None, reason: str, role: Role = Role.OPERATOR) -> tuple[Operator, str]:
     """Return the operator (when ``role`` allows) and the stripped reason.
 

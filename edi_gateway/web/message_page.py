@@ -15,7 +15,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from edi_gateway.errors import PermanentError
 from edi_gateway.services import queries
-from edi_gateway.services.access import Operator, audit, reveal_patient_id, reveal_payload
+from edi_gateway.services.access import Operator, reveal_patient_id, reveal_payload, reveal_request
 from edi_gateway.services.replay import RESENDABLE, ReplayKind
 from edi_gateway.web.auth import OperatorRole, Viewer, check_csrf
 from edi_gateway.web.render import flash, page, pretty_xml, private
@@ -69,12 +69,7 @@ def load_request_for_edit(
     request: Request, msg_id: str, state: State, operator: OperatorRole, reason: Reason
 ) -> HTMLResponse:
     """Show the original request in an editing form (it holds personal data: OPERATOR, audited)."""
-    detail = queries.message_detail(state.store, msg_id)
-    stored = state.store.get_request_by_ref(detail.row.request_ref) if detail else None
-    if detail is None or stored is None:
-        raise HTTPException(404, "no message with this msg_id")
-    audit(state.store, operator, action="reveal_request", reason=reason, msg_id=msg_id)
-    original = _readable_json(stored.body)
+    original = _readable_json(reveal_request(state.store, operator, msg_id, reason=reason))
     return private(_message_page(request, state, operator, msg_id, edit_text=original))
 
 

@@ -8,7 +8,8 @@ import re
 import pytest
 from fastapi.testclient import TestClient
 
-from edi_gateway.services.access import Role
+from edi_gateway.services.access import Role, search_audit
+from edi_gateway.services.queries import patient_id_of
 from tests.web.conftest import PASSWORD, Filled
 
 pytestmark = pytest.mark.rabbitmq
@@ -122,6 +123,10 @@ def test_operator_edits_and_replays_from_the_page(client: TestClient, filled: Fi
     assert "edit:" in new_page.text  # the notice of what the replay did
     actions = [e.action for e in filled.store.search_audit(msg_id=msg_id, limit=50)]
     assert "reveal_request" in actions and "replay" in actions
+    patient = patient_id_of(filled.store, msg_id)
+    assert patient is not None
+    about_patient = search_audit(filled.store, patient=patient, msg_id=msg_id)
+    assert "reveal_request" in [e.action for e in about_patient]  # the entry names the patient (keyed)
 
 
 def test_a_broken_edit_is_explained(client: TestClient, filled: Filled) -> None:

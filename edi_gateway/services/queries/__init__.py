@@ -17,6 +17,7 @@ from edi_gateway.services.queries.messages import (
     list_messages,
     message_detail,
     patient_id_of,
+    request_body_of,
     signed_xml,
 )
 from edi_gateway.services.queries.registry import registry_lookup
@@ -57,6 +58,7 @@ __all__ = [
     "quiet_receivers",
     "registry_lookup",
     "report",
+    "request_body_of",
     "signed_xml",
     "throughput_last_hour",
     "to_jsonable",

@@ -89,6 +89,15 @@ def signed_xml(store: Store, msg_id: str) -> bytes | None:
     return store.signed_xml_of(msg_id)
 
 
+def request_body_of(store: Store, msg_id: str) -> bytes | None:
+    """Return the request body a message was built from (an edit replay's edited body), or None.
+
+    Personal data: callers must audit every call and never log the result.
+    """
+    found = store.patient_sources([msg_id]).get(msg_id)
+    return found.body if found is not None else None
+
+
 def patient_id_of(store: Store, msg_id: str) -> str | None:
     """Return the full person number of a message's patient, or None when it is unknown.
 
