@@ -318,22 +318,22 @@ def audit_search(
     as_json: Annotated[bool, typer.Option("--json", help="One JSON array instead of lines.")] = False,
 ) -> None:
     """Search the audit log, newest first; the search itself is audited."""
-    from edi_gateway.services.access import (
-        Role,
-        audit,
-        bind_patient_key,
-        load_patient_key,
-        search_audit,
-    )
+    from edi_gateway.services.access import Role, bind_patient_key, load_patient_key, search_audit_as
     from edi_gateway.store import Store
 
     settings = _settings()
     with failing_cleanly(), Store.connect(settings.effective_database_url) as store:
         bind_patient_key(store, load_patient_key(settings))
         who = acting_operator(store, admin, Role.ADMIN)
-        entries = search_audit(store, patient=patient, operator=operator, msg_id=msg_id, limit=limit)
-        asked = {"operator": operator, "msg_id": msg_id, "by_patient": patient is not None}
-        audit(store, who, action="search_audit", reason="command line", patient_ref=patient, details=asked)
+        entries = search_audit_as(
+            store,
+            who,
+            reason="command line",
+            patient=patient,
+            by_operator=operator,
+            msg_id=msg_id,
+            limit=limit,
+        )
     if as_json:
         typer.echo(json.dumps([asdict(e) for e in entries], default=str, ensure_ascii=False, indent=2))
         return

@@ -363,6 +363,31 @@ def search_audit(
     return [_entry(r) for r in found]
 
 
+def search_audit_as(
+    store: Store,
+    admin: Operator | None,
+    *,
+    reason: str,
+    patient: str | None = None,
+    by_operator: str | None = None,
+    msg_id: str | None = None,
+    limit: int = 100,
+) -> list[AuditEntry]:
+    """Search the audit log for an admin (``search_audit``), and audit the search itself.
+
+    The entries found come first; the search's own entry (``search_audit``, naming the patient searched
+    for, keyed) is written after, so it is in the next search, not this one.
+
+    Raises:
+        AccessDenied: the operator is not an admin.
+    """
+    who = require(admin, Role.ADMIN)
+    found = search_audit(store, patient=patient, operator=by_operator, msg_id=msg_id, limit=limit)
+    asked = {"operator": by_operator, "msg_id": msg_id, "by_patient": patient is not None}
+    audit(store, who, action="search_audit", reason=reason, patient_ref=patient, details=asked)
+    return found
+
+
 def _entry(record: AuditRecord) -> AuditEntry:
     return AuditEntry(
         at=record.at,

@@ -15,7 +15,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from edi_gateway.services import lookup, queries
-from edi_gateway.services.access import AuditEntry, reveal_patient_id, reveal_payload, search_audit
+from edi_gateway.services.access import AuditEntry, reveal_patient_id, reveal_payload, search_audit_as
 from edi_gateway.services.queries import MessageDetail, MessageFilter, Page, Report
 from edi_gateway.services.replay import ReplayKind, ReplayResult
 from edi_gateway.web.auth import Admin, OperatorRole, Viewer
@@ -195,14 +195,16 @@ def dashboard(state: State, _: Viewer) -> dict[str, Any]:
 @router.get("/audit", response_model=list[AuditEntry])
 def audit_log(
     state: State,
-    _: Admin,
+    admin: Admin,
     patient: Annotated[str | None, Query(max_length=11)] = None,
     operator: Annotated[str | None, Query(max_length=100)] = None,
     msg_id: Annotated[str | None, Query(max_length=64)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[AuditEntry]:
-    """Search the audit log (ADMIN): by patient (full person number), operator or msg_id."""
-    return search_audit(state.store, patient=patient, operator=operator, msg_id=msg_id, limit=limit)
+    """Search the audit log (ADMIN): by patient (full person number), operator or msg_id; the search is audited."""
+    return search_audit_as(
+        state.store, admin, reason="API", patient=patient, by_operator=operator, msg_id=msg_id, limit=limit
+    )
 
 
 @router.get("/openapi.json", include_in_schema=False)

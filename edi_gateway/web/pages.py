@@ -16,7 +16,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from edi_gateway.localtime import LOCAL_ZONE
 from edi_gateway.logging import get_logger
 from edi_gateway.services import lookup, queries
-from edi_gateway.services.access import Operator, authenticate, search_audit
+from edi_gateway.services.access import Operator, authenticate, search_audit_as
 from edi_gateway.web.auth import Admin, Viewer, check_csrf, current_operator, end_session, start_session
 from edi_gateway.web.chart import report_chart
 from edi_gateway.web.filters import form_filter, form_time
@@ -195,7 +195,7 @@ def registry_page(
 @router.get("/audit")
 def audit_page(request: Request, state: State, operator: Admin) -> HTMLResponse:
     """The newest audit entries, with a search form (ADMIN)."""
-    entries = search_audit(state.store, limit=100)
+    entries = search_audit_as(state.store, operator, reason="web UI: newest entries", limit=100)
     return page(request, state.templates, "audit.html", operator, entries=entries, values={})
 
 
@@ -209,10 +209,12 @@ def audit_search(
     msg_id: Annotated[str, Form(max_length=64)] = "",
 ) -> HTMLResponse:
     """Search the audit log; a POST so a person number searched for never lands in a URL or access log."""
-    entries = search_audit(
+    entries = search_audit_as(
         state.store,
+        operator,
+        reason="web UI",
         patient=patient.strip() or None,
-        operator=who.strip() or None,
+        by_operator=who.strip() or None,
         msg_id=msg_id.strip() or None,
         limit=200,
     )

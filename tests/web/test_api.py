@@ -7,7 +7,7 @@ import json
 import pytest
 from fastapi.testclient import TestClient
 
-from edi_gateway.services.access import Role
+from edi_gateway.services.access import Role, search_audit
 from tests.web.conftest import Filled
 
 pytestmark = pytest.mark.rabbitmq
@@ -285,6 +285,10 @@ def test_only_admin_searches_the_audit_log(client: TestClient, filled: Filled) -
     assert response.status_code == 200
     assert any(e["reason"] == "audit test" for e in response.json())
     assert person not in response.text
+    searches = [e for e in search_audit(filled.store, patient=person) if e.action == "search_audit"]
+    assert [(e.username, e.reason, (e.details or {})["by_patient"]) for e in searches] == [
+        ("admin", "API", True)
+    ]
 
 
 def test_report_registry_and_dashboard(client: TestClient, filled: Filled) -> None:

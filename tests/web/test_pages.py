@@ -145,6 +145,8 @@ def test_admin_searches_the_audit_log(client: TestClient, filled: Filled) -> Non
     assert client.get("/audit").status_code == 200
     found = client.post("/audit", data={"who": "operator", "patient": "", "msg_id": "", "csrf": token})
     assert found.status_code == 200 and "operator" in found.text
+    (search,) = [e for e in search_audit(filled.store, operator="admin") if e.reason == "web UI"]
+    assert search.action == "search_audit" and (search.details or {})["operator"] == "operator"
 
 
 def test_dashboard_report_registry_and_docs_render(client: TestClient, filled: Filled) -> None:
