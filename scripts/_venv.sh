@@ -1,5 +1,6 @@
-# Sourced by scripts/test and scripts/demo: make sure .venv exists and holds the project, installed
-# editable with its test extras. Re-installs only when pyproject.toml changed since the last install.
+# Sourced by scripts/test (through scripts/_provision.sh) and scripts/demo: make sure .venv exists and
+# holds exactly the versions of requirements.lock, with the project installed editable on top.
+# Re-installs only when pyproject.toml or requirements.lock changed since the last install.
 set -euo pipefail
 PYTHON=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
@@ -7,9 +8,10 @@ if [ ! -x .venv/bin/python ]; then
     "$PYTHON" -m venv .venv
 fi
 stamp=.venv/.edi_gateway-installed
-if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
-    echo "installing edi_gateway and its dependencies into .venv" >&2
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ requirements.lock -nt "$stamp" ]; then
+    echo "installing the locked dependencies (requirements.lock) and edi_gateway into .venv" >&2
     .venv/bin/python -m pip install --quiet --upgrade pip >/dev/null
-    .venv/bin/python -m pip install --quiet -e ".[test]"
+    .venv/bin/python -m pip install --quiet -r requirements.lock
+    .venv/bin/python -m pip install --quiet --no-deps -e .
     touch "$stamp"
 fi

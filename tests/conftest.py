@@ -17,12 +17,32 @@ import pytest
 import sqlalchemy as sa
 
 REPO = Path(__file__).resolve().parent.parent
-SHARED = REPO.parent / "shared"
+# Reference material the tests read, all inside the repository (tests/data/README.md says where each
+# piece came from): official sample messages, the synthetic register data the fixtures were derived
+# from, and the example requests that fix the request format (the demo sends the same files).
+DATA = REPO / "tests" / "data"
+SAMPLES = DATA / "samples"
+REGISTER_SOURCE = DATA / "registers.json"
+EXAMPLE_REQUESTS = REPO / "fixtures" / "requests"
 
 AMQP_URL = os.environ.get("EDI_GATEWAY_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")
 POSTGRES_URL = os.environ.get(
     "EDI_GATEWAY_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
+
+
+def data_files(folder: Path, pattern: str) -> list[Path]:
+    """The files below ``folder`` matching ``pattern``, sorted; raises when there are none.
+
+    Tests parametrised over a data folder call this at import time, so a missing or emptied folder
+    stops collection with an error instead of quietly collecting zero cases.
+    """
+    found = sorted(folder.glob(pattern))
+    if not found:
+        raise FileNotFoundError(
+            f"no test data matching {pattern!r} in {folder}: it belongs in the repository"
+        )
+    return found
 
 
 def _require_port(url: str, default_port: int, what: str) -> None:
@@ -86,12 +106,6 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 
 @pytest.fixture(scope="session")
-def shared_dir() -> Path:
-    """The shared reference material beside the repository (official samples, test requests)."""
-    return SHARED
-
-
-@pytest.fixture(scope="session")
 def pki_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One test PKI for every register party, generated once per session and copied into each home."""
     from edi_gateway.registers.fixtures import load_fixture_registers
@@ -99,6 +113,6 @@ def pki_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from edi_gateway.services.context import ensure_gateway_pki
     from edi_gateway.settings import Settings
 
-    settings = Settings(home=tmp_path_factory.mktemp("pki-home"))
+    settings = Settings(home=tmp_path_factory.mktemp("pki-home"), test_mode=True)
     ensure_gateway_pki(settings, load_fixture_registers(resource_dir("fixtures") / "registers"))
     return settings.pki_dir

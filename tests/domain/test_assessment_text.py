@@ -12,14 +12,14 @@ from hypothesis import strategies as st
 
 from edi_gateway.domain.assessment_text import WIDTH, render_assessment
 from edi_gateway.domain.request import RequestV1, parse_request
-from tests.conftest import SHARED
+from tests.conftest import EXAMPLE_REQUESTS, data_files
 
-EXAMPLES = sorted((SHARED / "testdata" / "requests").glob("*.json"))
+EXAMPLES = data_files(EXAMPLE_REQUESTS, "*.json")
 RESPONSIBLE = {"sykehus": "Sykehus", "kommune": "Kommune", "fastlege": "Fastlege", "pasient": "Pasient"}
 
 
 def example(name: str = "kommune-only") -> dict[str, Any]:
-    return dict(json.loads((SHARED / "testdata" / "requests" / f"{name}.json").read_text(encoding="utf-8")))
+    return dict(json.loads((EXAMPLE_REQUESTS / f"{name}.json").read_text(encoding="utf-8")))
 
 
 def request_from(data: dict[str, Any]) -> RequestV1:

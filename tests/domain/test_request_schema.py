@@ -12,9 +12,9 @@ import pytest
 from edi_gateway.domain.request import SCHEMA_ID, json_schema, json_schema_text, parse_request
 from edi_gateway.errors import RequestRejected
 from edi_gateway.resources import resource_dir
-from tests.conftest import SHARED
+from tests.conftest import EXAMPLE_REQUESTS, data_files
 
-EXAMPLES = sorted((SHARED / "testdata" / "requests").glob("*.json"))
+EXAMPLES = data_files(EXAMPLE_REQUESTS, "*.json")
 COMMITTED = resource_dir("schemas") / "request-v1.schema.json"
 REGENERATE = (
     'python -c "from edi_gateway.domain.request import json_schema_text as t; '
@@ -30,9 +30,7 @@ def validator() -> jsonschema.Draft202012Validator:
 
 
 def example() -> dict[str, Any]:
-    return dict(
-        json.loads((SHARED / "testdata" / "requests" / "kommune-only.json").read_text(encoding="utf-8"))
-    )
+    return dict(json.loads((EXAMPLE_REQUESTS / "kommune-only.json").read_text(encoding="utf-8")))
 
 
 def test_committed_schema_matches_the_model() -> None:
@@ -54,7 +52,7 @@ def test_schema_is_valid_draft_2020_12() -> None:
 def test_examples_validate_against_the_committed_schema(
     path: Path, validator: jsonschema.Draft202012Validator
 ) -> None:
-    """Each shared example is valid against the published schema."""
+    """Each example request is valid against the published schema."""
     instance = json.loads(path.read_text(encoding="utf-8"))
     assert [e.message for e in validator.iter_errors(instance)] == []
 

@@ -10,6 +10,7 @@ import pytest
 from edi_gateway.errors import RegisterUnavailable
 from edi_gateway.registers.fixtures import load_fixture_registers
 from edi_gateway.resources import resource_dir
+from tests.conftest import REGISTER_SOURCE
 
 
 @pytest.fixture(scope="module")
@@ -17,9 +18,9 @@ def registers():  # type: ignore[no-untyped-def]
     return load_fixture_registers(resource_dir("fixtures") / "registers")
 
 
-def test_every_telemark_kommune_is_registered_with_its_services(registers, shared_dir: Path) -> None:
-    """All 17 kommuner of the shared register data are in the Adresseregister with the same services."""
-    source = json.loads((shared_dir / "testdata" / "registers.json").read_text(encoding="utf-8"))
+def test_every_telemark_kommune_is_registered_with_its_services(registers) -> None:
+    """All 17 kommuner of the register data are in the Adresseregister with the same services."""
+    source = json.loads(REGISTER_SOURCE.read_text(encoding="utf-8"))
     for kommune in source["kommuner"]:
         found = registers.address.kommune(kommune["kommunenummer"])
         assert found is not None
@@ -30,17 +31,17 @@ def test_every_telemark_kommune_is_registered_with_its_services(registers, share
         assert found.queue == f"{kommune['her_id']}_async"
 
 
-def test_population_register_gives_bosted_kommune(registers, shared_dir: Path) -> None:
-    """Every shared patient's bosted kommune comes back from the population register."""
-    source = json.loads((shared_dir / "testdata" / "registers.json").read_text(encoding="utf-8"))
+def test_population_register_gives_bosted_kommune(registers) -> None:
+    """Every register patient's bosted kommune comes back from the population register."""
+    source = json.loads(REGISTER_SOURCE.read_text(encoding="utf-8"))
     for patient in source["patients"]:
         assert registers.population.bosted_kommune(patient["id"]) == patient["kommunenummer"]
     assert registers.population.bosted_kommune("00000000000") is None
 
 
-def test_fastlege_register_resolves_gp_and_legekontor(registers, shared_dir: Path) -> None:
+def test_fastlege_register_resolves_gp_and_legekontor(registers) -> None:
     """A patient with a fastlege gets the GP's person HER-id and the legekontor they work at."""
-    source = json.loads((shared_dir / "testdata" / "registers.json").read_text(encoding="utf-8"))
+    source = json.loads(REGISTER_SOURCE.read_text(encoding="utf-8"))
     offices = {p["her_id"]: office for office in source["legekontor"] for p in office["fastleger"]}
     for patient in source["patients"]:
         gp = registers.fastlege.fastlege_for(patient["id"])

@@ -16,6 +16,7 @@ from edi_gateway.xml import namespaces as ns
 from edi_gateway.xml import schemas
 from edi_gateway.xml.safe import parse_xml
 from edi_gateway.xml.schemas import SchemaInvalid, schema_for, validate_apprec, validate_msghead, warm_up
+from tests.conftest import data_files
 
 SAMPLES = Path(__file__).resolve().parent.parent / "data" / "samples"
 INVALID_MSGHEAD = "dialogmelding/v1.1/helsenorge_MetadataTestsDialogmelding11.xml"
@@ -52,7 +53,7 @@ VENDORED_SHA256 = {
 
 
 def _samples(kind: str) -> list[str]:
-    return sorted(str(p.relative_to(SAMPLES)) for p in (SAMPLES / kind).rglob("*.xml"))
+    return [str(p.relative_to(SAMPLES)) for p in data_files(SAMPLES / kind, "**/*.xml")]
 
 
 VALID_MSGHEADS = [name for name in _samples("dialogmelding") if name != INVALID_MSGHEAD]
