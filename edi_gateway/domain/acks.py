@@ -1,8 +1,9 @@
 """Acknowledgement rules: what an incoming AppRec does, and the fingerprint that spots a redelivery.
 
-Everything here is pure: no I/O and no clock. The acknowledgement service looks up the original
-message and any AppRec already stored under the same id, resolves the AppRec's sender through the
-Adresseregister, asks :func:`decide`, and applies the answer. The rules for a message that gets no
+Everything here is pure: no I/O and no clock. The acknowledgement service resolves the AppRec's
+sender once, through the Adresseregister and :func:`resolve_sender`, and uses that one identity both
+to pick the certificate that must verify the signature and for correlation; it looks up the original
+message and any AppRec already stored under the same id, asks :func:`decide`, and applies the answer. The rules for a message that gets no
 answer (resend, overdue, quiet receivers) are in ``edi_gateway.domain.overdue``.
 
 Nothing in a ``reason`` names a person: reasons carry states, status codes, MsgIds and HER-ids only.
@@ -14,6 +15,7 @@ import hashlib
 import json
 import re
 import unicodedata
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -33,6 +35,73 @@ _STATUS_TO_STATE: dict[AppRecStatus, MessageState] = {
 # A receiver's free error text may quote the message; an 11-digit run could be a person number.
 _PERSON_NUMBER_LIKE = re.compile(r"(?<!\d)\d{11}(?!\d)")
 _MAX_ERROR_TEXT = 500
+
+
+# --- The sender's identity ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SenderIdentity:
+    """The one virksomhet an AppRec's sender names, or why it names none.
+
+    Attributes:
+        her_id: the virksomhet's HER-id; None when the sender is refused.
+        code: the park code of a refusal (``apprec.unknown_sender``, ``apprec.conflicting_sender``).
+        reason: why it was refused (HER-ids only, no personal data).
+    """
+
+    her_id: int | None
+    code: str | None = None
+    reason: str | None = None
+
+
+def resolve_sender(sender: AppRecParty, owners: Mapping[int, int]) -> SenderIdentity:
+    """Return the one virksomhet the AppRec's sender names, or why it cannot be told.
+
+    Every HER-id of ``Inst/Id``, ``AdditionalId`` and ``Dept`` must be in the register, and every
+    HER-id the sender names must belong to the same virksomhet: an AppRec whose ids name two
+    parties is refused, whichever of them signed it, since the certificate is chosen by one and
+    correlation might follow the other. A person HER-id (``HCPerson``, ``HCProf``) the register does
+    not know is tolerated (a kommune's case officer need not be registered); a known one counts.
+    Ids typed otherwise (organisation number, HPR number) are not compared.
+
+    Args:
+        sender: the AppRec's ``Sender``.
+        owners: for every HER-id the register knows among those the sender names, the HER-id of the
+            virksomhet owning it (itself for a virksomhet); unknown HER-ids are absent.
+    """
+    must_know = sender.institution_her_ids | _her_ids_of(sender.dept)
+    unknown = sorted(h for h in must_know if h not in owners)
+    if unknown:
+        return _refused(
+            "apprec.unknown_sender",
+            f"the AppRec's sender names HER-id {_listed(unknown)}, which the address register does not know",
+        )
+    virksomheter = sorted({owners[h] for h in sender.her_ids if h in owners})
+    if not virksomheter:
+        return _refused(
+            "apprec.unknown_sender", "the AppRec's sender names no HER-id the address register knows"
+        )
+    if len(virksomheter) > 1:
+        return _refused(
+            "apprec.conflicting_sender",
+            f"the AppRec's sender names HER-ids of {len(virksomheter)} virksomheter ({_listed(virksomheter)}); "
+            "Inst, AdditionalId, Dept and HCPerson must name one party",
+        )
+    return SenderIdentity(virksomheter[0])
+
+
+def _refused(code: str, reason: str) -> SenderIdentity:
+    return SenderIdentity(None, code, reason)
+
+
+def _her_ids_of(party_id: PartyId | None) -> frozenset[int]:
+    her_id = party_id.her_id if party_id is not None else None
+    return frozenset() if her_id is None else frozenset({her_id})
+
+
+def _listed(her_ids: list[int] | frozenset[int] | set[int]) -> str:
+    return ", ".join(str(h) for h in sorted(her_ids))
 
 
 # --- Correlation -------------------------------------------------------------------------------
@@ -143,7 +212,8 @@ def decide(
        register data that changed since (it would look like a ``WRONG_SENDER``).
     2. No original (``UNKNOWN_MESSAGE``): nothing else can be checked without it.
     3. The sender (``WRONG_SENDER``) before the state: an AppRec from the wrong party must change
-       nothing and must not even be recorded as a late answer to someone else's message.
+       nothing and must not even be recorded as a late answer to someone else's message. The sender
+       is exactly the original's receiver, by :func:`sender_mismatch`.
     4. The state: a message already answered keeps its answer (``ALREADY_TERMINAL``); any other
        state takes the answer (``TRANSITION``), see :func:`steps_to`.
 
@@ -151,8 +221,8 @@ def decide(
         apprec: the parsed AppRec, its signature already checked according to the policy.
         original: the message with MsgId ``apprec.original_msg_id``, or None when we never sent one.
         previous: the AppRec stored under ``apprec.id``, or None when this id is new.
-        sender_org_her_id: the virksomhet HER-id the Adresseregister resolves for the AppRec's sender,
-            or None when the register does not know the sender.
+        sender_org_her_id: the virksomhet :func:`resolve_sender` found for the AppRec's sender (the
+            same identity whose certificate verified a signed AppRec), or None when there is none.
 
     Raises:
         ValueError: ``previous`` or ``original`` is not the one the AppRec names (a wiring bug).
@@ -187,33 +257,49 @@ def sender_mismatch(
 
     The virksomhet must be the one we addressed. Below it, an AppRec may name no department or
     person at all (a kommune often answers as the virksomhet for a message addressed to one of its
-    services); when it names some, the HER-id we addressed must be among them: a kommune AppRec naming
-    the addressed service and the case officer's own HER-id is fine, one naming another service is
-    not. A message addressed to the virksomhet itself accepts any department. Ids typed otherwise
-    (HPR number, organisation number) cannot be compared here and are left to the register lookup.
+    services). Otherwise every id it names must fit the address, exactly:
+
+    * ``Inst/Id`` and ``AdditionalId`` HER-ids name the virksomhet or the HER-id we addressed (some
+      systems write the service there), nothing else;
+    * when we addressed a service or a person, it must be among the HER-ids named, and a ``Dept``
+      must be that very HER-id: naming another service is naming another party;
+    * a person (``HCPerson``) besides the addressed service is fine (the case officer's own HER-id);
+    * a message addressed to the virksomhet itself accepts any department.
+
+    Ids typed otherwise (HPR number, organisation number) cannot be compared here and are left to
+    the register lookup. That every known HER-id belongs to the one virksomhet is
+    :func:`resolve_sender`'s rule, applied before.
 
     Args:
         sender: the AppRec's ``Sender``.
         original: the message the AppRec answers.
-        sender_org_her_id: the virksomhet the register resolved for the sender, None when unknown.
+        sender_org_her_id: the virksomhet :func:`resolve_sender` found for the sender, None when unknown.
     """
+    org, addressed = original.receiver_org_her_id, original.receiver_her_id
     if sender_org_her_id is None:
         return "the AppRec's sender is not in the address register"
-    if sender_org_her_id != original.receiver_org_her_id:
+    if sender_org_her_id != org:
+        return f"the AppRec comes from virksomhet HER-id {sender_org_her_id}, but the message was sent to HER-id {org}"
+    stray = sender.institution_her_ids - {org, addressed}
+    if stray:
         return (
-            f"the AppRec comes from virksomhet HER-id {sender_org_her_id}, "
-            f"but the message was sent to HER-id {original.receiver_org_her_id}"
+            f"the AppRec's Inst/AdditionalId names HER-id {_listed(stray)}, "
+            f"neither the virksomhet {org} nor the addressed HER-id {addressed}"
         )
-    if original.receiver_her_id == original.receiver_org_her_id:
+    if addressed == org:
         return None
     # The Inst id is dropped too: some systems put the virksomhet there, which says nothing below it.
-    named = sender.her_ids - {original.receiver_org_her_id}
-    if not named or original.receiver_her_id in named:
+    named = sender.her_ids - {org}
+    if not named:
         return None
-    return (
-        f"the AppRec names HER-id {', '.join(str(h) for h in sorted(named))} "
-        f"but the message was addressed to HER-id {original.receiver_her_id}"
-    )
+    if addressed not in named:
+        return f"the AppRec names HER-id {_listed(named)} but the message was addressed to HER-id {addressed}"
+    dept = sender.dept.her_id if sender.dept is not None else None
+    if dept is not None and dept != addressed:
+        return (
+            f"the AppRec names department HER-id {dept} but the message was addressed to HER-id {addressed}"
+        )
+    return None
 
 
 def _answer(apprec: AppRec, original: SentMessage) -> AckDecision:

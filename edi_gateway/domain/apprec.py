@@ -7,11 +7,28 @@ some message types, another error kodeverk named by ``S``). Parsing and building
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from enum import IntEnum
+from typing import Final
 
 KODEVERK_STATUS = "2.16.578.1.12.4.1.1.8258"
 KODEVERK_ERROR = "2.16.578.1.12.4.1.1.8221"
+
+_HER_ID_TEXT: Final = re.compile(r"[0-9]{1,9}")  # ASCII only: "８" or "٨" are digits to str.isdigit
+
+
+def her_id_of_text(value: str) -> int | None:
+    """Read a HER-id written in a document: 1 to 9 ASCII decimal digits, not all zero; else None.
+
+    The one rule for every HER-id the gateway reads from XML (AppRec parties, MsgHead idents). A
+    leading zero is tolerated (published samples write ``0123``), so the number, not the text, is
+    what is compared. Nothing is trimmed here: the text comes trimmed from the XML reader, and any
+    other character makes the value unreadable.
+    """
+    if _HER_ID_TEXT.fullmatch(value) is None:
+        return None
+    return int(value) or None
 
 
 class AppRecStatus(IntEnum):
@@ -41,10 +58,12 @@ class PartyId:
 
     @property
     def her_id(self) -> int | None:
-        """The id as a HER-id when it is typed HER and numeric, else None."""
-        if self.type == "HER" and self.id.isdigit():
-            return int(self.id)
-        return None
+        """The id as a HER-id when it is typed HER and a valid HER-id (ASCII digits), else None.
+
+        The AppRec reader refuses a HER-typed id that is not a valid HER-id, so for a parsed AppRec
+        None means "not typed HER".
+        """
+        return her_id_of_text(self.id) if self.type == "HER" else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,8 +84,21 @@ class AppRecParty:
         Some senders put the organisasjonsnummer in ``Inst/Id`` and the HER-id only in an
         ``AdditionalId``; both count.
         """
-        ids = (self.inst, self.dept, self.person, *self.additional)
-        return frozenset(h for h in (i.her_id if i else None for i in ids) if h is not None)
+        return self.institution_her_ids | self.below_her_ids
+
+    @property
+    def institution_her_ids(self) -> frozenset[int]:
+        """The HER-ids naming the institution itself: ``Inst/Id`` and its ``AdditionalId`` elements."""
+        return _her_ids(self.inst, *self.additional)
+
+    @property
+    def below_her_ids(self) -> frozenset[int]:
+        """The HER-ids below the institution: the department's and the person's."""
+        return _her_ids(self.dept, self.person)
+
+
+def _her_ids(*ids: PartyId | None) -> frozenset[int]:
+    return frozenset(h for h in (i.her_id if i else None for i in ids) if h is not None)
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,9 +2,13 @@
 
 For each batch from ``<ourHerId>_async``:
 
-1. *read* every AppRec once with the hardened parser; check its signature against the certificate
-   the Adresseregister holds for the sender it claims (per the signature policy); schema-validate and
-   parse the *verified* document only. Anything unreadable is parked, never requeued forever.
+1. *read* every AppRec once with the hardened parser (one reading of every id: comments and
+   processing instructions dropped, CDATA and character references merged, ids checked strictly);
+   resolve its sender to exactly one registered virksomhet (``domain.acks.resolve_sender``: ids
+   naming two parties are refused); check the signature against the certificate registered for that
+   virksomhet (per the signature policy); schema-validate and parse the *verified* document, and
+   require it to name the very sender whose certificate verified it. Anything unreadable, unknown or
+   conflicting is parked with an alert, never requeued forever, and changes no message.
 2. look up, in one query each, the original messages and AppRecs already stored under the same ids;
    let the pure rules (``domain.acks.decide``) judge each AppRec.
 3. store everything of the batch in one transaction: AppRecs, parked documents, transitions
@@ -27,9 +31,11 @@ from edi_gateway.domain.acks import (
     AckDecision,
     AckOutcome,
     KnownAppRec,
+    SenderIdentity,
     SentMessage,
     apprec_fingerprint,
     decide,
+    resolve_sender,
 )
 from edi_gateway.domain.apprec import AppRec
 from edi_gateway.domain.events import StatusEvent, alert_json
@@ -56,7 +62,7 @@ from edi_gateway.transport.names import Names
 from edi_gateway.transport.publisher import ConfirmingPublisher
 from edi_gateway.xml import namespaces as ns
 from edi_gateway.xml.apprec import parse_apprec
-from edi_gateway.xml.safe import parse_xml
+from edi_gateway.xml.safe import UnreadableIdentifier, parse_xml
 from edi_gateway.xml.schemas import validate_apprec
 from edi_gateway.xml.signing import strip_signature, verify_signed
 
@@ -75,10 +81,15 @@ class SignaturePolicy(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class ReadAppRec:
-    """An AppRec read from a delivery: the parsed business data and how its signature fared."""
+    """An AppRec read from a delivery: the parsed business data, how its signature fared, its sender.
+
+    ``sender`` is resolved from ``apprec`` (the verified document when there was a signature); for a
+    signed AppRec it is always a virksomhet, the one whose registered certificate verified it.
+    """
 
     apprec: AppRec
     signature: SignatureCheck
+    sender: SenderIdentity
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,8 +106,10 @@ def read_apprec_delivery(
 ) -> ReadAppRec | Unreadable:
     """Read one AppRec under the signature policy; business data comes only from the verified document.
 
-    The claimed sender is read first (from the unverified document) only to find the certificate to
-    pin; everything that decides anything is read again from what the signature covers.
+    A signed AppRec is read twice from the same parsed tree: first (signature removed, unverified)
+    only to resolve the sender whose certificate must verify it, then from what the signature
+    covers. Both readings go through the same code, and the verified one must name the same sender,
+    whose registered certificate is the one that verified it; otherwise the AppRec is refused.
     """
     try:
         root = parse_xml(data, max_bytes=MAX_APPREC_BYTES)
@@ -109,21 +122,43 @@ def read_apprec_delivery(
                 return Unreadable(
                     "apprec.unsigned", "the AppRec carries no signature and the policy requires one"
                 )
-            return ReadAppRec(_validated(root), SignatureCheck.ABSENT)
+            return _unverified(root, SignatureCheck.ABSENT, registers)
         if policy is SignaturePolicy.OFF:
-            return ReadAppRec(_validated(strip_signature(root)), SignatureCheck.SKIPPED)
-        claimed = _validated(strip_signature(root))
-        cert = _sender_certificate(claimed, registers)
-        if cert is None:
-            return Unreadable(
-                "apprec.bad_signature", "no certificate is registered for the AppRec's sender", claimed.id
-            )
-        verified = verify_signed(data, cert_pem=cert)
-        return ReadAppRec(_validated(verified.root), SignatureCheck.VERIFIED)
+            return _unverified(strip_signature(root), SignatureCheck.SKIPPED, registers)
+        return _verified(data, root, registers)
     except SignatureInvalid as exc:
         return Unreadable("apprec.bad_signature", f"signature check failed: {exc}")
+    except UnreadableIdentifier as exc:
+        return Unreadable("apprec.unreadable_id", f"an identifier of the AppRec cannot be read: {exc}")
     except XmlRejected as exc:
         return Unreadable("apprec.invalid", f"not a valid AppRec ({exc.code}): {exc}")
+
+
+def _unverified(root: etree._Element, check: SignatureCheck, registers: Registers) -> ReadAppRec:
+    apprec = _validated(root)
+    return ReadAppRec(apprec, check, identify_sender(apprec, registers))
+
+
+def _verified(data: bytes, root: etree._Element, registers: Registers) -> ReadAppRec | Unreadable:
+    claimed = _validated(strip_signature(root))
+    identity = identify_sender(claimed, registers)
+    if identity.her_id is None:
+        return Unreadable(identity.code or "apprec.unknown_sender", identity.reason or "", claimed.id)
+    cert = registers.address.certificate_pem(identity.her_id)
+    if cert is None:
+        reason = f"no certificate is registered for the AppRec's sender, virksomhet HER-id {identity.her_id}"
+        return Unreadable("apprec.bad_signature", reason, claimed.id)
+    verified = verify_signed(data, cert_pem=cert)
+    apprec = _validated(verified.root)
+    signer = identify_sender(apprec, registers)
+    if (
+        signer != identity
+        or signer.her_id is None
+        or registers.address.certificate_pem(signer.her_id) != cert
+    ):
+        reason = "the signed AppRec does not name the sender whose registered certificate verified it"
+        return Unreadable("apprec.bad_signature", reason, apprec.id)
+    return ReadAppRec(apprec, SignatureCheck.VERIFIED, signer)
 
 
 def _validated(root: etree._Element) -> AppRec:
@@ -131,15 +166,14 @@ def _validated(root: etree._Element) -> AppRec:
     return parse_apprec(root)
 
 
-def _sender_certificate(apprec: AppRec, registers: Registers) -> bytes | None:
-    owner = sender_virksomhet(apprec, registers)
-    return None if owner is None else registers.address.certificate_pem(owner)
-
-
-def sender_virksomhet(apprec: AppRec, registers: Registers) -> int | None:
-    """The virksomhet HER-id the register resolves for the AppRec's sender; None if unknown or ambiguous."""
-    owners = {v.her_id for h in apprec.sender.her_ids if (v := registers.address.parent_of(h)) is not None}
-    return owners.pop() if len(owners) == 1 else None
+def identify_sender(apprec: AppRec, registers: Registers) -> SenderIdentity:
+    """The one virksomhet the AppRec's sender names, by the register (see ``domain.acks.resolve_sender``)."""
+    owners = {
+        her_id: owner.her_id
+        for her_id in apprec.sender.her_ids
+        if (owner := registers.address.parent_of(her_id)) is not None
+    }
+    return resolve_sender(apprec.sender, owners)
 
 
 @dataclass(frozen=True, slots=True)
@@ -269,6 +303,17 @@ class AcknowledgementService:
         health: dict[int, ReceiverHealth],
     ) -> None:
         apprec = read.apprec
+        if read.sender.her_id is None:  # unsigned, naming no registered party or two of them
+            self._park(
+                batch,
+                delivery,
+                now,
+                read.sender.code or "apprec.unknown_sender",
+                read.sender.reason or "the AppRec's sender cannot be told",
+                apprec_id=apprec.id,
+                msg_id=apprec.original_msg_id,
+            )
+            return
         record = originals.get(apprec.original_msg_id)
         original = (
             None
@@ -281,7 +326,7 @@ class AcknowledgementService:
             apprec,
             original=original,
             previous=known.get(apprec.id),
-            sender_org_her_id=sender_virksomhet(apprec, self._d.registers),
+            sender_org_her_id=read.sender.her_id,
         )
         fingerprint = apprec_fingerprint(apprec)
         self._log(apprec, decision, read.signature)
@@ -308,7 +353,7 @@ class AcknowledgementService:
                 status=apprec.status,
                 errors=decision.errors,
                 fingerprint=fingerprint,
-                sender_her_id=sender_virksomhet(apprec, self._d.registers),
+                sender_her_id=read.sender.her_id,
                 outcome=decision.kind,
                 reason=decision.reason,
                 signature=read.signature,

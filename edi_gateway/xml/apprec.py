@@ -8,7 +8,16 @@ can express. Those semantic refusals raise :class:`AppRecInvalid` with code ``X9
 * ``MsgType/@V`` is not ``APPREC``;
 * ``Status/@V`` is not a kodeverk 8258 code (1 OK, 2 Avvist, 3 OK, feil i delmelding);
 * status 2 or 3 without any ``Error``, or status 1 with one (an OK AppRec carries no errors);
-* an ``Error`` without a code (``@V``).
+* an ``Error`` without a code (``@V``);
+* a ``Sender`` or ``Receiver`` naming more than one ``Dept`` or ``HCPerson`` (the gateway reads one of
+  each, and must not leave one unread that another reader might take for the party).
+
+Identifiers (``Id`` of the AppRec, of ``OriginalMsgId`` and of every party) are read once, by
+:func:`edi_gateway.xml.safe.identifier_text`: the full string value of the element, trimmed, with no
+whitespace or control character inside. An id typed ``HER`` must be a HER-id (1 to 9 ASCII digits,
+not zero). A value that is not is refused as :class:`edi_gateway.xml.safe.UnreadableIdentifier`
+(``T99``), never truncated: the tree comes from the hardened parser, which has already removed
+comments and merged CDATA and character references into the text.
 
 A required element that is missing (possible only when the caller skipped schema validation) is
 refused with a plain ``XmlRejected`` of code ``T02``, as for any schema violation.
@@ -48,7 +57,7 @@ from edi_gateway.domain.apprec import (
 )
 from edi_gateway.errors import XmlRejected
 from edi_gateway.xml import namespaces as ns
-from edi_gateway.xml.safe import parse_xml
+from edi_gateway.xml.safe import full_text, her_id_value, identifier_text, parse_xml
 from edi_gateway.xml.schemas import validate_apprec
 
 MIG_VERSION: Final = "v1.1 2012-02-15"
@@ -134,7 +143,8 @@ def read_apprec(data: bytes, *, max_bytes: int = DEFAULT_MAX_BYTES) -> AppRec:
     Raises:
         XmlRejected: ``T01`` when the bytes are not well-formed, too large or use a DOCTYPE/entities;
             ``T02`` when the document is not an AppRec or not schema-valid;
-            :class:`AppRecInvalid` (``X99``) when it breaks a rule of HIS 80415.
+            :class:`AppRecInvalid` (``X99``) when it breaks a rule of HIS 80415;
+            :class:`edi_gateway.xml.safe.UnreadableIdentifier` (``T99``) for an unreadable id.
     """
     root = parse_xml(data, max_bytes=max_bytes)
     validate_apprec(root)
@@ -153,7 +163,10 @@ def parse_apprec(root: etree._Element) -> AppRec:
     Raises:
         XmlRejected: ``T02`` when the root is not an AppRec or a required element is missing.
         AppRecInvalid: ``X99`` for an unknown MsgType or status, an Error without a code, or a
-            status that does not agree with the presence of errors.
+            status that does not agree with the presence of errors, or a party naming more than one
+            Dept or HCPerson.
+        UnreadableIdentifier: ``T99`` for an id that is not a clean identifier, or one typed HER
+            that is not a HER-id.
     """
     qname = etree.QName(root)
     version = _VERSIONS.get(qname.namespace or "") if qname.localname == "AppRec" else None
@@ -168,12 +181,12 @@ def parse_apprec(root: etree._Element) -> AppRec:
     original = reader.required(root, "OriginalMsgId")
     return AppRec(
         version=version,
-        id=reader.text(root, "Id"),
+        id=reader.identifier(root, "Id"),
         gen_date=reader.text(root, "GenDate"),
         status=status,
         sender=reader.party(reader.required(root, "Sender")),
         receiver=reader.party(reader.required(root, "Receiver")),
-        original_msg_id=reader.text(original, "Id"),
+        original_msg_id=reader.identifier(original, "Id"),
         original_msg_type=_code(reader.required(original, "MsgType")) or "",
         original_issue_date=reader.text(original, "IssueDate"),
         errors=errors,
@@ -204,13 +217,25 @@ class _Reader:
         return element
 
     def text(self, parent: etree._Element, local: str) -> str:
-        return (self.required(parent, local).text or "").strip()
+        return full_text(self.required(parent, local))
+
+    def identifier(self, parent: etree._Element, local: str) -> str:
+        return identifier_text(self.required(parent, local))
 
     def optional_text(self, parent: etree._Element | None, local: str) -> str | None:
         element = self.find(parent, local)
-        if element is None:
-            return None
-        return (element.text or "").strip()
+        return None if element is None else full_text(element)
+
+    def optional_identifier(self, parent: etree._Element | None, local: str) -> str | None:
+        element = self.find(parent, local)
+        return None if element is None else identifier_text(element)
+
+    def single(self, parent: etree._Element, local: str) -> etree._Element | None:
+        """The one ``local`` child, or None; more than one is refused (see the module docstring)."""
+        found = self.all(parent, local)
+        if len(found) > 1:
+            raise AppRecInvalid(f"an AppRec party names {len(found)} {local} elements; one is read")
+        return found[0] if found else None
 
     def party(self, party: etree._Element) -> AppRecParty:
         """``Sender``/``Receiver``: the institution with its first Dept and first HCPerson, or an HCProf."""
@@ -224,22 +249,29 @@ class _Reader:
         return AppRecParty(
             inst=self.party_id(inst) or PartyId("", None),
             inst_name=self.optional_text(inst, "Name") or "",
-            dept=self.party_id(self.find(inst, "Dept")),
-            person=self.party_id(self.find(inst, "HCPerson")),
+            dept=self.party_id(self.single(inst, "Dept")),
+            person=self.party_id(self.single(inst, "HCPerson")),
             role=role,
             additional=tuple(self.additional_id(a) for a in self.all(inst, "AdditionalId")),
         )
 
     def additional_id(self, element: etree._Element) -> PartyId:
         """``AdditionalId``: its ``Id`` with ``Type/@V``."""
-        return PartyId(self.optional_text(element, "Id") or "", _code(self.find(element, "Type")))
+        return _checked(self.optional_identifier(element, "Id") or "", _code(self.find(element, "Type")))
 
     def party_id(self, element: etree._Element | None) -> PartyId | None:
         """``Id`` with its ``TypeId/@V``; None when the element or its Id is absent or empty."""
-        identifier = self.optional_text(element, "Id")
+        identifier = self.optional_identifier(element, "Id")
         if not identifier:
             return None
-        return PartyId(identifier, _code(self.find(element, "TypeId")))
+        return _checked(identifier, _code(self.find(element, "TypeId")))
+
+
+def _checked(identifier: str, id_type: str | None) -> PartyId:
+    """A party id; one typed HER must be a HER-id (an AdditionalId may carry it as well as Inst/Id)."""
+    if id_type == "HER":
+        her_id_value(identifier, where="an AppRec party")
+    return PartyId(identifier, id_type)
 
 
 def _code(element: etree._Element | None) -> str | None:

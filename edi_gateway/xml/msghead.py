@@ -39,6 +39,7 @@ from edi_gateway.domain.model import (
 )
 from edi_gateway.errors import XmlRejected
 from edi_gateway.xml import namespaces as ns
+from edi_gateway.xml.safe import her_id_value, identifier_text, read_her_id
 
 MIG_VERSION: Final = "v1.2 2006-05-24"
 
@@ -339,7 +340,7 @@ def parse_msghead_summary(root: etree._Element) -> MsgHeadSummary:
     receiver = _required(info, "mh:Receiver/mh:Organisation")
     patient_ident = info.find("mh:Patient/mh:Ident", _NS)
     return MsgHeadSummary(
-        msg_id=_required_text(info, "mh:MsgId"),
+        msg_id=identifier_text(_required(info, "mh:MsgId")),
         msg_type=_required(info, "mh:Type").get("V", ""),
         gen_date=_required_text(info, "mh:GenDate"),
         sender_her_id=_required_her_id(sender, "sender"),
@@ -348,8 +349,8 @@ def parse_msghead_summary(root: etree._Element) -> MsgHeadSummary:
         sender_person_her_id=_child_her_id(sender, "mh:HealthcareProfessional"),
         receiver_service_her_id=_child_her_id(receiver, "mh:Organisation"),
         receiver_person_her_id=_child_her_id(receiver, "mh:HealthcareProfessional"),
-        conversation_ref=_optional_text(info, "mh:ConversationRef/mh:RefToParent"),
-        conversation_root=_optional_text(info, "mh:ConversationRef/mh:RefToConversation"),
+        conversation_ref=_optional_id(info, "mh:ConversationRef/mh:RefToParent"),
+        conversation_root=_optional_id(info, "mh:ConversationRef/mh:RefToConversation"),
         patient_id=_optional_text(patient_ident, "mh:Id") if patient_ident is not None else None,
         patient_id_type=_type_code(patient_ident),
         payload_namespace=_payload_namespace(root),
@@ -374,6 +375,11 @@ def _optional_text(parent: etree._Element, path: str) -> str | None:
     return element.text.strip()
 
 
+def _optional_id(parent: etree._Element, path: str) -> str | None:
+    element = parent.find(path, _NS)
+    return None if element is None else identifier_text(element) or None
+
+
 def _type_code(ident: etree._Element | None) -> str | None:
     if ident is None:
         return None
@@ -382,14 +388,20 @@ def _type_code(ident: etree._Element | None) -> str | None:
 
 
 def _her_id(party: etree._Element) -> int | None:
-    """The party's HER-id: the ``Ident`` typed HER, or None. Raises T99 when it is not a number."""
+    """The party's HER-id: its ``Ident`` typed HER, read once by the hardened id reader, or None.
+
+    Raises:
+        XmlRejected: ``T99`` when a HER-id is not a clean number, or the party carries two HER
+            idents that name different HER-ids (one party, one identity).
+    """
+    found: set[int] = set()
     for ident in party.iterfind("mh:Ident", _NS):
         if _type_code(ident) == HER_ID.v:
-            value = (_optional_text(ident, "mh:Id") or "").strip()
-            if not value.isdigit():
-                raise XmlRejected("a HER-id in the MsgHead is not a number", code="T99")
-            return int(value)
-    return None
+            id_element = ident.find("mh:Id", _NS)
+            found.add(read_her_id(id_element) if id_element is not None else her_id_value("", where="Id"))
+    if len(found) > 1:
+        raise XmlRejected("a party in the MsgHead carries two different HER-ids", code="T99")
+    return found.pop() if found else None
 
 
 def _required_her_id(organisation: etree._Element, role: str) -> int:

@@ -14,8 +14,19 @@ What is refused, always with ``XmlRejected(code="T01")`` (kodeverk 8221: not wel
 
 What is *not* done: XInclude is never processed. An ``xi:include`` element is kept as an ordinary
 element, its ``href`` is not read, and the schema validation that follows rejects it wherever the
-schema does not allow it. Processing instructions (``<?xml-stylesheet?>``) stay inert nodes.
-No network access ever (``no_network``), no file access beyond the bytes given.
+schema does not allow it. No network access ever (``no_network``), no file access beyond the bytes given.
+
+One reading of the text. Comments and processing instructions are dropped while parsing, CDATA
+sections become ordinary text, and character references are resolved, so
+``<Id>81<!---->0&#48;<![CDATA[5]]></Id>`` has exactly one text, ``81005``: every later reader (the
+schema, the signature check, the AppRec and MsgHead readers) sees the same value. This leaves signatures intact:
+exclusive C14N without comments, the only canonicalization accepted, ignores comments anyway. It does
+keep processing instructions, so a document *signed* with one inside its element no longer verifies
+(refused, never accepted); none of the messages the gateway speaks carries one.
+
+Identifiers are read by :func:`identifier_text` and :func:`read_her_id` alone: the full string value,
+trimmed, then checked strictly; a value that is not a clean identifier is refused with
+:class:`UnreadableIdentifier`, never truncated or repaired.
 
 Declared encodings other than UTF-8 (ISO-8859-1 occurs in this field) are decoded by libxml2.
 
@@ -26,15 +37,21 @@ on first use and reused for every later document.
 from __future__ import annotations
 
 import threading
+import unicodedata
 from collections.abc import Iterable
 from typing import Final, cast
 
 from lxml import etree
 
+from edi_gateway.domain.apprec import her_id_of_text
 from edi_gateway.errors import XmlRejected
 
 DEFAULT_MAX_BYTES: Final = 10 * 1024 * 1024
 DEFAULT_MAX_DEPTH: Final = 256
+MAX_IDENTIFIER_LENGTH: Final = 128
+"""Longest identifier accepted (a UUID MsgId has 36 characters, a HER-id at most 9 digits)."""
+
+_XML_WHITESPACE: Final = " \t\r\n"
 
 _local = threading.local()
 
@@ -75,6 +92,9 @@ def _parser() -> etree.XMLParser:
             dtd_validation=False,
             huge_tree=False,
             collect_ids=False,
+            remove_comments=True,
+            remove_pis=True,
+            strip_cdata=True,
         )
         _local.parser = parser
     return parser
@@ -113,3 +133,70 @@ def _refuse_deep_nesting(root: etree._Element, max_depth: int) -> None:
         depth += 1 if event == "start" else -1
         if depth > max_depth:
             raise XmlRejected(f"the document nests elements deeper than {max_depth} levels", code="T01")
+
+
+# --- identifiers --------------------------------------------------------------------------------
+
+
+class UnreadableIdentifier(XmlRejected):
+    """An identifier element whose value is not a clean identifier (``T99``, "Annen feil på format").
+
+    The message names the element only, never the value: ids may be person numbers.
+    """
+
+    def __init__(self, message: str, *, code: str = "T99") -> None:
+        super().__init__(message, code=code)
+
+
+def full_text(element: etree._Element) -> str:
+    """The element's full string value (all its text, in document order), XML whitespace trimmed."""
+    # lxml-stubs allow bytes from itertext; a parsed tree only ever yields str.
+    return "".join(cast(Iterable[str], element.itertext())).strip(_XML_WHITESPACE)
+
+
+def identifier_text(element: etree._Element) -> str:
+    """Read an identifier element (``Id``, ``MsgId`` ...): its full string value, trimmed, checked.
+
+    Leading and trailing XML whitespace is trimmed. Empty is returned as ``""`` (absence is the
+    caller's rule). Anything else must be one clean token.
+
+    Raises:
+        UnreadableIdentifier: the element has child elements, or its value holds whitespace,
+            control or format characters (zero-width space and the like) or is longer than
+            :data:`MAX_IDENTIFIER_LENGTH`.
+    """
+    name = etree.QName(element).localname
+    if any(isinstance(child.tag, str) for child in element):
+        raise UnreadableIdentifier(f"the identifier {name} contains elements")
+    value = full_text(element)
+    if len(value) > MAX_IDENTIFIER_LENGTH:
+        raise UnreadableIdentifier(f"the identifier {name} is longer than {MAX_IDENTIFIER_LENGTH} characters")
+    if any(unicodedata.category(char)[0] in "ZC" for char in value):
+        raise UnreadableIdentifier(f"the identifier {name} contains whitespace or control characters")
+    return value
+
+
+def her_id_value(value: str, *, where: str) -> int:
+    """Read a HER-id from an identifier's text by :func:`edi_gateway.domain.apprec.her_id_of_text`.
+
+    Args:
+        value: the text as :func:`identifier_text` returned it.
+        where: the element, for the message (never the value).
+
+    Raises:
+        UnreadableIdentifier: the text is not 1 to 9 ASCII digits (``８``, ``8100 005``, ``0``,
+            ``8100010999`` are all refused rather than read as some other number).
+    """
+    her_id = her_id_of_text(value)
+    if her_id is None:
+        raise UnreadableIdentifier(f"the HER-id in {where} is not a number of 1 to 9 digits")
+    return her_id
+
+
+def read_her_id(element: etree._Element) -> int:
+    """Read an element holding a HER-id: :func:`identifier_text` then :func:`her_id_value`.
+
+    Raises:
+        UnreadableIdentifier: as for those two functions.
+    """
+    return her_id_value(identifier_text(element), where=etree.QName(element).localname)

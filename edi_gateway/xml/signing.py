@@ -16,7 +16,8 @@ signxml rebuilt it from the canonical bytes; reading the received tree instead w
 signature-wrapping attacks.
 
 Received bytes are parsed by :func:`edi_gateway.xml.safe.parse_xml` (no DTD, no entities, no
-network) before anything else looks at them.
+network; comments and processing instructions dropped) before anything else looks at them, so the
+signature is checked over the same reading of the text that every reader then uses.
 
 Pure: no file I/O except the :meth:`Signer.from_files` convenience, which only reads a key and a
 certificate at start-up.
@@ -390,11 +391,18 @@ _thread_state = threading.local()
 def _signxml_parser() -> etree.XMLParser:
     # signxml re-parses the document several times during verification; hand it a hardened parser of
     # this thread's own (lxml parsers must not be shared between threads, and building one per call
-    # costs more than the parse).
+    # costs more than the parse). It reads text as parse_xml does, so no re-parse can bring back a
+    # comment or a processing instruction.
     parser: etree.XMLParser | None = getattr(_thread_state, "parser", None)
     if parser is None:
         parser = etree.XMLParser(
-            resolve_entities=False, no_network=True, load_dtd=False, dtd_validation=False, huge_tree=False
+            resolve_entities=False,
+            no_network=True,
+            load_dtd=False,
+            dtd_validation=False,
+            huge_tree=False,
+            remove_comments=True,
+            remove_pis=True,
         )
         _thread_state.parser = parser
     return parser

@@ -14,10 +14,12 @@ from hypothesis import strategies as st
 from edi_gateway.domain.acks import (
     AckOutcome,
     KnownAppRec,
+    SenderIdentity,
     SentMessage,
     apprec_fingerprint,
     apprec_problems,
     decide,
+    resolve_sender,
     steps_to,
 )
 from edi_gateway.domain.apprec import AppRec, AppRecError, AppRecParty, AppRecStatus, PartyId
@@ -202,6 +204,55 @@ def test_a_mismatched_previous_is_a_wiring_bug() -> None:
             True,
             id="hpr-typed-person-not-compared",
         ),
+        pytest.param(
+            AppRecParty(her(KOMMUNE), dept=her(SERVICE), additional=(her(KOMMUNE),)),
+            KOMMUNE,
+            sent(),
+            True,
+            id="additional-id-repeats-the-virksomhet",
+        ),
+        pytest.param(
+            AppRecParty(PartyId("960267737", "ENH"), dept=her(SERVICE), additional=(her(KOMMUNE),)),
+            KOMMUNE,
+            sent(),
+            True,
+            id="her-id-only-in-additional-id",
+        ),
+        pytest.param(
+            AppRecParty(her(KOMMUNE), dept=her(SERVICE), additional=(her(OTHER_SERVICE),)),
+            KOMMUNE,
+            sent(),
+            False,
+            id="additional-id-names-another-service",
+        ),
+        pytest.param(
+            AppRecParty(her(OTHER_SERVICE), dept=her(SERVICE)),
+            KOMMUNE,
+            sent(),
+            False,
+            id="inst-names-another-service",
+        ),
+        pytest.param(
+            party(KOMMUNE, OTHER_SERVICE, SERVICE),
+            KOMMUNE,
+            sent(),
+            False,
+            id="addressed-named-as-person-but-dept-another-service",
+        ),
+        pytest.param(
+            party(SERVICE, OTHER_SERVICE),
+            KOMMUNE,
+            sent(),
+            False,
+            id="addressed-as-inst-but-dept-another-service",
+        ),
+        pytest.param(
+            AppRecParty(her(KOMMUNE), additional=(her(LEGEKONTOR),)),
+            KOMMUNE,
+            sent(addressed=KOMMUNE),
+            False,
+            id="addressed-virksomhet-additional-id-another-virksomhet",
+        ),
     ],
 )
 def test_sender_rules(
@@ -222,6 +273,115 @@ def test_wrong_sender_reason_names_her_ids_only() -> None:
         sender_org_her_id=KOMMUNE,
     )
     assert str(OTHER_SERVICE) in decision.reason and str(SERVICE) in decision.reason
+
+
+# --- The sender's identity ---------------------------------------------------------------------
+
+OTHER_KOMMUNE = 8300001
+OTHER_KOMMUNE_SERVICE = 8300002
+UNKNOWN = 8999999
+# What the register says owns each HER-id (the persons of LEGEKONTOR included; CASE_OFFICER is not registered).
+OWNERS = {
+    KOMMUNE: KOMMUNE,
+    SERVICE: KOMMUNE,
+    OTHER_SERVICE: KOMMUNE,
+    LEGEKONTOR: LEGEKONTOR,
+    FASTLEGE: LEGEKONTOR,
+    OTHER_KOMMUNE: OTHER_KOMMUNE,
+    OTHER_KOMMUNE_SERVICE: OTHER_KOMMUNE,
+}
+
+
+@pytest.mark.parametrize(
+    ("sender", "identity"),
+    [
+        pytest.param(party(KOMMUNE, SERVICE), SenderIdentity(KOMMUNE), id="virksomhet-and-its-service"),
+        pytest.param(party(SERVICE), SenderIdentity(KOMMUNE), id="service-as-inst"),
+        pytest.param(
+            party(KOMMUNE, SERVICE, CASE_OFFICER), SenderIdentity(KOMMUNE), id="unregistered-person"
+        ),
+        pytest.param(
+            party(LEGEKONTOR, None, FASTLEGE), SenderIdentity(LEGEKONTOR), id="legekontor-and-its-gp"
+        ),
+        pytest.param(
+            AppRecParty(PartyId("960267737", "ENH"), additional=(her(KOMMUNE),)),
+            SenderIdentity(KOMMUNE),
+            id="her-id-in-additional-id-only",
+        ),
+        pytest.param(
+            AppRecParty(PartyId("", None), person=her(FASTLEGE)),
+            SenderIdentity(LEGEKONTOR),
+            id="professional-outside-an-institution",
+        ),
+    ],
+)
+def test_a_sender_naming_one_party_resolves_to_it(sender: AppRecParty, identity: SenderIdentity) -> None:
+    """Every HER-id the sender names belongs to one registered virksomhet: that is the sender."""
+    assert resolve_sender(sender, OWNERS) == identity
+
+
+@pytest.mark.parametrize(
+    ("sender", "code", "named"),
+    [
+        pytest.param(
+            AppRecParty(her(KOMMUNE), additional=(her(OTHER_KOMMUNE),)),
+            "apprec.conflicting_sender",
+            (KOMMUNE, OTHER_KOMMUNE),
+            id="inst-vs-additional-id",
+        ),
+        pytest.param(
+            party(KOMMUNE, OTHER_KOMMUNE_SERVICE),
+            "apprec.conflicting_sender",
+            (KOMMUNE, OTHER_KOMMUNE),
+            id="inst-vs-dept",
+        ),
+        pytest.param(
+            AppRecParty(her(OTHER_KOMMUNE), dept=her(SERVICE)),
+            "apprec.conflicting_sender",
+            (KOMMUNE, OTHER_KOMMUNE),
+            id="dept-vs-inst",
+        ),
+        pytest.param(
+            AppRecParty(PartyId("960267737", "ENH"), dept=her(SERVICE), additional=(her(OTHER_KOMMUNE),)),
+            "apprec.conflicting_sender",
+            (KOMMUNE, OTHER_KOMMUNE),
+            id="additional-id-vs-dept",
+        ),
+        pytest.param(
+            party(KOMMUNE, SERVICE, FASTLEGE),
+            "apprec.conflicting_sender",
+            (KOMMUNE, LEGEKONTOR),
+            id="registered-person-of-another-virksomhet",
+        ),
+        pytest.param(
+            AppRecParty(her(KOMMUNE), additional=(her(UNKNOWN),)),
+            "apprec.unknown_sender",
+            (UNKNOWN,),
+            id="unknown-additional-id",
+        ),
+        pytest.param(party(KOMMUNE, UNKNOWN), "apprec.unknown_sender", (UNKNOWN,), id="unknown-dept"),
+        pytest.param(party(UNKNOWN), "apprec.unknown_sender", (UNKNOWN,), id="unknown-inst"),
+        pytest.param(
+            AppRecParty(PartyId("960267737", "ENH"), person=PartyId("9144900", "HPR")),
+            "apprec.unknown_sender",
+            (),
+            id="no-her-id-at-all",
+        ),
+        pytest.param(
+            AppRecParty(PartyId("", None), person=her(CASE_OFFICER)),
+            "apprec.unknown_sender",
+            (),
+            id="only-an-unregistered-person",
+        ),
+    ],
+)
+def test_a_sender_naming_two_parties_or_unknown_ids_is_refused(
+    sender: AppRecParty, code: str, named: tuple[int, ...]
+) -> None:
+    """Ids that name more than one virksomhet, or an institution or department unknown to the register, are refused."""
+    identity = resolve_sender(sender, OWNERS)
+    assert identity.her_id is None and identity.code == code
+    assert identity.reason is not None and all(str(h) in identity.reason for h in named)
 
 
 # --- Correlation: the state --------------------------------------------------------------------

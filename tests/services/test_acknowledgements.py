@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -9,7 +10,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from lxml import etree
 
+from edi_gateway.domain.acks import SenderIdentity
 from edi_gateway.domain.apprec import AppRecError, AppRecParty, AppRecStatus, PartyId
 from edi_gateway.domain.states import MessageState
 from edi_gateway.registers.fixtures import load_fixture_registers
@@ -20,6 +23,8 @@ from edi_gateway.transport.publisher import ConfirmingPublisher, Outgoing
 from edi_gateway.xml.apprec import AppRecSpec, apprec_error, build_apprec
 from edi_gateway.xml.msghead import to_bytes
 from edi_gateway.xml.signing import Signer
+from tests.conftest import data_files
+from tests.id_spellings import SAME_VALUE, SIGNABLE, Spelling, respelled
 from tests.services.conftest import (
     RunningGateway,
     example,
@@ -240,7 +245,7 @@ def test_automatic_resend_uses_the_same_msg_id(start: Callable[..., RunningGatew
 REGISTERS = load_fixture_registers(resource_dir("fixtures") / "registers")
 
 
-APPREC_SAMPLES = sorted(str(p.relative_to(SAMPLES)) for p in (SAMPLES / "apprec").rglob("*.xml"))
+APPREC_SAMPLES = [str(p.relative_to(SAMPLES)) for p in data_files(SAMPLES / "apprec", "**/*.xml")]
 
 
 def test_there_are_apprec_samples() -> None:
@@ -307,3 +312,243 @@ def test_broker_restart_with_apprecs_in_flight_loses_none(start: Callable[..., R
     to_inbox(running, *apprecs[10:])  # the same worker must have reconnected to take these
     running.wait_for(lambda: store.count_messages(state=MessageState.ACKED) == 20, timeout=120)
     assert store.count_parked() == 0
+
+
+# --- forged sender identities ---------------------------------------------------------------------
+
+PORSGRUNN = 8100005
+PORSGRUNN_KREFTKOORDINATOR = 8100006
+PORSGRUNN_TJENESTEKONTOR = 8100007
+SKIEN = 8100010
+SKIEN_KREFTKOORDINATOR = 8100011
+SKIEN_FASTLEGE = 8100083  # works at Skien legesenter 1, another virksomhet than either kommune
+UNREGISTERED = 8199999
+APPREC_NS = "http://www.kith.no/xmlstds/apprec/2012-02-15"
+
+
+def porsgrunn_apprec(
+    *,
+    msg_id: str,
+    inst: int = PORSGRUNN,
+    dept: int | None = PORSGRUNN_TJENESTEKONTOR,
+    person: int | None = None,
+    additional: tuple[str, ...] = (),
+    extra_dept: int | None = None,
+) -> Any:
+    """An unsigned AppRec v1.1 (as a tree) whose sender claims to answer for Porsgrunn's tjenestekontor."""
+    spec = AppRecSpec(
+        id=str(uuid.uuid4()),
+        gen_date=datetime.now(UTC),
+        status=AppRecStatus.OK,
+        sender=AppRecParty(
+            inst=_her(inst),
+            dept=_her(dept) if dept is not None else None,
+            person=_her(person) if person is not None else None,
+        ),
+        receiver=AppRecParty(inst=_her(HOSPITAL)),
+        original_msg_id=msg_id,
+        original_msg_type="DIALOG_HELSEFAGLIG",
+        original_issue_date=datetime.now(UTC),
+    )
+    root = build_apprec(spec)
+    inst_element = root.find(f"{{{APPREC_NS}}}Sender/{{{APPREC_NS}}}HCP/{{{APPREC_NS}}}Inst")
+    assert inst_element is not None
+    anchor = inst_element.find(f"{{{APPREC_NS}}}Dept")
+    if anchor is None:
+        anchor = inst_element.find(f"{{{APPREC_NS}}}TypeId")
+    assert anchor is not None
+    if extra_dept is not None:
+        second = etree.fromstring(etree.tostring(anchor))
+        second.find(f"{{{APPREC_NS}}}Id").text = str(extra_dept)  # type: ignore[union-attr]
+        anchor.addnext(second)
+        anchor = second
+    for value in additional:  # schema order in Inst: ..., Dept*, AdditionalId*, HCPerson*
+        element = etree.Element(f"{{{APPREC_NS}}}AdditionalId")
+        etree.SubElement(element, f"{{{APPREC_NS}}}Id").text = value
+        etree.SubElement(element, f"{{{APPREC_NS}}}Type", V="HER", DN="HER-id")
+        anchor.addnext(element)
+        anchor = element
+    return root
+
+
+def sign_as(pki: Path, her_id: int, root: Any) -> bytes:
+    """Sign with a virksomhet's key from the test PKI (the forger holds Skien's own key)."""
+    return Signer.from_files(pki / f"{her_id}.key.pem", pki / f"{her_id}.cert.pem").sign(root)
+
+
+def sign_written(pki: Path, her_id: int, root: Any, value: int, spelling: Spelling) -> bytes:
+    """Write ``<Id>value</Id>`` as ``spelling`` says, then sign: the signer's own document reads that way."""
+    written = respelled(to_bytes(root), value, spelling)
+    return sign_as(pki, her_id, etree.fromstring(written))  # lxml's default parser keeps the comments
+
+
+def reported_forgery(pki: Path, msg_id: str) -> bytes:
+    """The AppRec of the report: Skien's key, ``<Id><!---->8100005</Id>`` and AdditionalId ``8100010<!---->999``."""
+    signed = sign_as(pki, SKIEN, porsgrunn_apprec(msg_id=msg_id, additional=("8100010999",)))
+    signed = respelled(signed, PORSGRUNN, SAME_VALUE["empty comment first"])
+    return respelled(signed, "8100010999", lambda v: "8100010<!---->999")
+
+
+FORGERIES: dict[str, tuple[Callable[[Path, str], bytes], str]] = {
+    "reported: comments hide digits of the ids": (reported_forgery, "apprec.unreadable_id"),
+    "AdditionalId names the signer": (
+        lambda pki, m: sign_as(pki, SKIEN, porsgrunn_apprec(msg_id=m, additional=(str(SKIEN),))),
+        "apprec.conflicting_sender",
+    ),
+    "Dept is the signer's service": (
+        lambda pki, m: sign_as(pki, SKIEN, porsgrunn_apprec(msg_id=m, dept=SKIEN_KREFTKOORDINATOR)),
+        "apprec.conflicting_sender",
+    ),
+    "Inst is the signer, Dept the victim's service": (
+        lambda pki, m: sign_as(pki, SKIEN, porsgrunn_apprec(msg_id=m, inst=SKIEN)),
+        "apprec.conflicting_sender",
+    ),
+    "HCPerson of a third virksomhet": (
+        lambda pki, m: sign_as(pki, SKIEN, porsgrunn_apprec(msg_id=m, person=SKIEN_FASTLEGE)),
+        "apprec.conflicting_sender",
+    ),
+    "AdditionalId unknown to the register": (
+        lambda pki, m: sign_as(pki, SKIEN, porsgrunn_apprec(msg_id=m, additional=(str(UNREGISTERED),))),
+        "apprec.unknown_sender",
+    ),
+    "no-break space inside the Inst id": (
+        lambda pki, m: respelled(
+            sign_as(pki, SKIEN, porsgrunn_apprec(msg_id=m)), PORSGRUNN, lambda v: f"{v[:3]}\u00a0{v[3:]}"
+        ),
+        "apprec.unreadable_id",
+    ),
+    "a second Dept naming the signer's service": (
+        lambda pki, m: sign_as(pki, SKIEN, porsgrunn_apprec(msg_id=m, extra_dept=SKIEN_KREFTKOORDINATOR)),
+        "apprec.invalid",
+    ),
+    **{
+        f"the victim's ids written with {name}": (
+            lambda pki, m, spelling=spelling: sign_written(
+                pki, SKIEN, porsgrunn_apprec(msg_id=m), PORSGRUNN, spelling
+            ),
+            "apprec.bad_signature",
+        )
+        for name, spelling in SAME_VALUE.items()
+    },
+}
+
+
+@pytest.fixture(scope="module")
+def signed_registers(pki_template: Path) -> Any:
+    """The fixture registers holding the session test PKI's certificates."""
+    return load_fixture_registers(resource_dir("fixtures") / "registers", cert_dir=pki_template)
+
+
+@pytest.mark.parametrize("forgery", sorted(FORGERIES))
+def test_an_apprec_signed_by_one_kommune_never_reads_as_another(
+    forgery: str, pki_template: Path, signed_registers: Any
+) -> None:
+    """Skien's key cannot make an AppRec read as Porsgrunn's: every such sender is refused with its code."""
+    make, code = FORGERIES[forgery]
+    read = read_apprec_delivery(
+        make(pki_template, str(uuid.uuid4())), policy=SignaturePolicy.REQUIRED, registers=signed_registers
+    )
+    assert isinstance(read, Unreadable)
+    assert read.code == code
+
+
+@pytest.mark.parametrize("spelling", sorted(SIGNABLE))
+@pytest.mark.parametrize("where", [PORSGRUNN, PORSGRUNN_TJENESTEKONTOR])
+def test_the_real_sender_verifies_however_its_ids_are_written(
+    where: int, spelling: str, pki_template: Path, signed_registers: Any
+) -> None:
+    """Porsgrunn's own AppRec verifies with any spelling of its ids and reads as Porsgrunn, ids intact."""
+    signed = sign_written(
+        pki_template, PORSGRUNN, porsgrunn_apprec(msg_id=str(uuid.uuid4())), where, SAME_VALUE[spelling]
+    )
+    read = read_apprec_delivery(
+        signed,
+        policy=SignaturePolicy.REQUIRED,
+        registers=signed_registers,
+    )
+    assert not isinstance(read, Unreadable), read
+    assert read.signature == "verified" and read.sender == SenderIdentity(PORSGRUNN)
+    assert read.apprec.sender.inst == _her(PORSGRUNN) and read.apprec.sender.dept == _her(
+        PORSGRUNN_TJENESTEKONTOR
+    )
+
+
+def test_a_signed_processing_instruction_fails_closed(pki_template: Path, signed_registers: Any) -> None:
+    """An AppRec signed with a processing instruction inside an id is refused as badly signed, never misread."""
+    spelling = SAME_VALUE["processing instruction inside"]
+    signed = sign_written(
+        pki_template, PORSGRUNN, porsgrunn_apprec(msg_id=str(uuid.uuid4())), PORSGRUNN, spelling
+    )
+    read = read_apprec_delivery(signed, policy=SignaturePolicy.REQUIRED, registers=signed_registers)
+    assert isinstance(read, Unreadable) and read.code == "apprec.bad_signature"
+
+
+def test_an_unsigned_apprec_with_conflicting_ids_reads_but_names_no_sender(signed_registers: Any) -> None:
+    """Under the optional policy an unsigned AppRec naming two kommuner is read with a refused sender identity."""
+    data = to_bytes(porsgrunn_apprec(msg_id=str(uuid.uuid4()), additional=(str(SKIEN),)))
+    read = read_apprec_delivery(data, policy=SignaturePolicy.OPTIONAL, registers=signed_registers)
+    assert not isinstance(read, Unreadable)
+    assert read.sender.her_id is None and read.sender.code == "apprec.conflicting_sender"
+
+
+def alerts_seen(running: RunningGateway, count: int, timeout: float = 10) -> list[dict[str, Any]]:
+    """The alert events published, read until ``count`` have arrived (status events are skipped)."""
+    seen: list[dict[str, Any]] = []
+    deadline = time.monotonic() + timeout
+    while len(seen) < count and time.monotonic() < deadline:
+        seen += [e for e in running.events(expect=1, timeout=0.5) if e.get("type") == "alert"]
+    return seen
+
+
+def porsgrunn_message(running: RunningGateway) -> MessageRecord:
+    """Send a request for a patient living in Porsgrunn and return its message once sent."""
+    request = example("kommune-only")
+    request["patient"] = {**request["patient"], "kommunenummer": "4001"}
+    running.send(request)
+    message = running.gateway.store.messages_for_request(running.wait_request(request["request_id"]).ref)[0]
+    assert (message.receiver_org_her_id, message.receiver_her_id) == (PORSGRUNN, PORSGRUNN_TJENESTEKONTOR)
+    assert message.state == MessageState.SENT
+    return message
+
+
+def test_forged_apprecs_are_parked_with_an_alert_and_the_message_stays_sent(running: RunningGateway) -> None:
+    """Through the broker and the store, no forged AppRec moves Porsgrunn's message; each is parked and alerted."""
+    message = porsgrunn_message(running)
+    pki = running.settings.pki_dir
+    # The issue's forgery, a conflicting identity, and Porsgrunn's own key naming another of its services.
+    other_service = sign_as(
+        pki, PORSGRUNN, porsgrunn_apprec(msg_id=message.msg_id, additional=(str(PORSGRUNN_KREFTKOORDINATOR),))
+    )
+    forged = [
+        reported_forgery(pki, message.msg_id),
+        sign_as(pki, SKIEN, porsgrunn_apprec(msg_id=message.msg_id, additional=(str(SKIEN),))),
+        respelled(
+            sign_as(pki, SKIEN, porsgrunn_apprec(msg_id=message.msg_id)), PORSGRUNN, SAME_VALUE["cdata"]
+        ),
+        other_service,
+    ]
+    to_inbox(running, *forged)
+    store = running.gateway.store
+    running.wait_for(lambda: store.count_parked() == len(forged))
+    assert sorted(p.code for p in store.list_parked()) == [
+        "apprec.bad_signature",
+        "apprec.conflicting_sender",
+        "apprec.unreadable_id",
+        "apprec.wrong_sender",
+    ]
+    assert sorted(a["kind"] for a in alerts_seen(running, len(forged))) == sorted(
+        p.code for p in store.list_parked()
+    )
+    assert store.get_message(message.msg_id).state == MessageState.SENT
+    assert store.apprecs_for_message(message.msg_id) == []
+    # Porsgrunn's genuine answer, its ids written with CDATA and a comment, still lands.
+    genuine = sign_written(
+        pki,
+        PORSGRUNN,
+        porsgrunn_apprec(msg_id=message.msg_id),
+        PORSGRUNN_TJENESTEKONTOR,
+        SAME_VALUE["cdata part"],
+    )
+    genuine = respelled(genuine, PORSGRUNN, SAME_VALUE["empty comment first"])
+    to_inbox(running, genuine)
+    wait_state(running, message.msg_id, MessageState.ACKED)

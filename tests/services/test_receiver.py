@@ -58,6 +58,7 @@ from edi_gateway.xml.apprec import apprec_error, build_apprec, parse_apprec
 from edi_gateway.xml.msghead import build_msghead
 from edi_gateway.xml.schemas import validate_apprec
 from edi_gateway.xml.signing import Signer, verify_signed
+from tests.id_spellings import NOT_A_HER_ID, SAME_VALUE, SIGNABLE, Spelling, respelled
 from tests.services.conftest import (
     RunningGateway,
     example,
@@ -194,6 +195,162 @@ def test_read_message_names_the_failure(
     assert reading.summary is None
     assert reading.failure is not None and reading.failure.code == code
     assert reading.verified is verified
+
+
+# --- read_message: one reading of every HER-id -------------------------------------------------
+
+MSGHEAD_HER_IDS = {  # each written once in the built MsgHead
+    "sender": HOSPITAL,
+    "sending unit": UNIT,
+    "receiver": PORSGRUNN,
+    "receiving service": PORSGRUNN_KREFTKOORDINATOR,
+}
+SKIEN_KREFTKOORDINATOR = 8100011
+
+
+def signed_written(
+    pki: Path, message: OutboundMessage, value: int, spelling: Spelling, key: int = HOSPITAL
+) -> bytes:
+    """The MsgHead with ``<Id>value</Id>`` written as ``spelling`` says, then signed (by ``key``)."""
+    written = respelled(etree.tostring(build_msghead(message)), value, spelling)
+    signer = Signer.from_files(pki / f"{key}.key.pem", pki / f"{key}.cert.pem")
+    return signer.sign(etree.fromstring(written))  # lxml's default parser keeps the comments
+
+
+def _extra_her_ident(path: str, her_id: int) -> Callable[[etree._Element], None]:
+    """A mutation adding a second HER-typed Ident with ``her_id`` to the Organisation at ``path``."""
+
+    def mutate(root: etree._Element) -> None:
+        party = root.find(path, MH)
+        assert party is not None
+        ident = party.find("mh:Ident", MH)
+        assert ident is not None
+        second = etree.fromstring(etree.tostring(ident))
+        second.find("mh:Id", MH).text = str(her_id)  # type: ignore[union-attr]
+        ident.addnext(second)
+
+    return mutate
+
+
+@pytest.mark.parametrize("spelling", sorted(SIGNABLE))
+@pytest.mark.parametrize("where", sorted(MSGHEAD_HER_IDS))
+def test_msghead_her_ids_have_one_reading_however_they_are_written(
+    registers: Registers, pki_template: Path, where: str, spelling: str
+) -> None:
+    """Comments, CDATA, character references and whitespace in a HER-id: verified, read as the plain id."""
+    message = outbound(kommune_receiver(registers, service_her_id=PORSGRUNN_KREFTKOORDINATOR))
+    body = signed_written(pki_template, message, MSGHEAD_HER_IDS[where], SIGNABLE[spelling])
+    reading = read_message(body, registers.address)
+    assert reading.failure is None and reading.verified and reading.summary is not None
+    summary, envelope = reading.summary, reading.envelope
+    assert (summary.sender_her_id, summary.sender_unit_her_id) == (HOSPITAL, UNIT)
+    assert (summary.receiver_her_id, summary.receiver_service_her_id) == (
+        PORSGRUNN,
+        PORSGRUNN_KREFTKOORDINATOR,
+    )
+    assert (envelope.sender_her_id, envelope.sender_unit_her_id) == (HOSPITAL, UNIT)
+    assert (envelope.receiver_her_id, envelope.receiver_service_her_id) == (
+        PORSGRUNN,
+        PORSGRUNN_KREFTKOORDINATOR,
+    )
+
+
+# Comments, PIs, CDATA and character references are no part of the signed text; whitespace is.
+NOT_SIGNED_TEXT = {k: v for k, v in SAME_VALUE.items() if k != "surrounding whitespace"}
+
+
+@pytest.mark.parametrize("spelling", sorted(NOT_SIGNED_TEXT))
+def test_markup_added_after_signing_changes_nothing(
+    registers: Registers, pki_template: Path, spelling: str
+) -> None:
+    """The sender's id re-spelled with comments, PIs, CDATA or references after signing still verifies as sent."""
+    message = outbound(kommune_receiver(registers))
+    body = respelled(signed(pki_template, message), HOSPITAL, NOT_SIGNED_TEXT[spelling])
+    reading = read_message(body, registers.address)
+    assert reading.failure is None and reading.verified
+    assert reading.summary is not None and reading.summary.sender_her_id == HOSPITAL
+
+
+def test_whitespace_added_after_signing_breaks_the_signature(
+    registers: Registers, pki_template: Path
+) -> None:
+    """Whitespace around an id is signed text: added after signing, the digest fails (S01)."""
+    message = outbound(kommune_receiver(registers))
+    body = respelled(signed(pki_template, message), HOSPITAL, SAME_VALUE["surrounding whitespace"])
+    reading = read_message(body, registers.address)
+    assert reading.failure is not None and reading.failure.code == "S01" and not reading.verified
+
+
+@pytest.mark.parametrize("spelling", sorted(NOT_A_HER_ID))
+@pytest.mark.parametrize("where", sorted(MSGHEAD_HER_IDS))
+def test_an_unreadable_msghead_her_id_is_refused_not_shortened(
+    registers: Registers, pki_template: Path, where: str, spelling: str
+) -> None:
+    """A HER-id that is not 1 to 9 ASCII digits stops reading with T99; nothing is taken from the message."""
+    message = outbound(kommune_receiver(registers, service_her_id=PORSGRUNN_KREFTKOORDINATOR))
+    body = signed_written(pki_template, message, MSGHEAD_HER_IDS[where], NOT_A_HER_ID[spelling])
+    reading = read_message(body, registers.address)
+    assert reading.summary is None
+    assert reading.failure is not None and reading.failure.code == "T99"
+
+
+CONFLICTS = {
+    "sender with a second HER-id": "mh:MsgInfo/mh:Sender/mh:Organisation",
+    "sending unit with a second HER-id": "mh:MsgInfo/mh:Sender/mh:Organisation/mh:Organisation",
+    "receiver with a second HER-id": "mh:MsgInfo/mh:Receiver/mh:Organisation",
+    "receiving service with a second HER-id": "mh:MsgInfo/mh:Receiver/mh:Organisation/mh:Organisation",
+}
+
+
+@pytest.mark.parametrize("conflict", sorted(CONFLICTS))
+def test_a_party_with_two_different_her_ids_is_refused(
+    registers: Registers, pki_template: Path, conflict: str
+) -> None:
+    """An Organisation naming two HER-ids (here Skien's besides its own) is unreadable, T99, whichever comes first."""
+    message = outbound(kommune_receiver(registers))
+    body = signed(pki_template, message, mutate=_extra_her_ident(CONFLICTS[conflict], SKIEN))
+    reading = read_message(body, registers.address)
+    assert reading.summary is None
+    assert reading.failure is not None and reading.failure.code == "T99"
+
+
+def test_a_repeated_identical_her_id_is_one_reading(registers: Registers, pki_template: Path) -> None:
+    """The same HER-id written in two Idents of the sender names one party and reads as it."""
+    message = outbound(kommune_receiver(registers))
+    body = signed(
+        pki_template, message, mutate=_extra_her_ident("mh:MsgInfo/mh:Sender/mh:Organisation", HOSPITAL)
+    )
+    reading = read_message(body, registers.address)
+    assert (
+        reading.failure is None and reading.summary is not None and reading.summary.sender_her_id == HOSPITAL
+    )
+
+
+def test_a_sending_unit_of_another_virksomhet_is_refused(registers: Registers, pki_template: Path) -> None:
+    """The hospital's key vouches for the hospital only: a sending unit registered under Skien is S01, unverified."""
+
+    def skien_unit(root: etree._Element) -> None:
+        unit = root.find("mh:MsgInfo/mh:Sender/mh:Organisation/mh:Organisation/mh:Ident/mh:Id", MH)
+        assert unit is not None
+        unit.text = str(SKIEN_KREFTKOORDINATOR)
+
+    reading = read_message(
+        signed(pki_template, outbound(kommune_receiver(registers)), mutate=skien_unit), registers.address
+    )
+    assert reading.summary is None and not reading.verified
+    assert reading.failure is not None and reading.failure.code == "S01"
+
+
+@pytest.mark.parametrize("spelling", sorted(SAME_VALUE))
+def test_a_msghead_signed_by_another_kommune_never_reads_as_the_claimed_sender(
+    registers: Registers, pki_template: Path, spelling: str
+) -> None:
+    """Signed with Skien's key, a MsgHead claiming the hospital in any spelling fails the signature check (S01)."""
+    message = outbound(kommune_receiver(registers))
+    body = signed_written(pki_template, message, HOSPITAL, SAME_VALUE[spelling], key=SKIEN)
+    reading = read_message(body, registers.address)
+    assert reading.summary is None and not reading.verified
+    assert reading.failure is not None and reading.failure.code == "S01"
 
 
 def test_compose_answers_an_unreadable_message_from_the_transport_envelope(registers: Registers) -> None:

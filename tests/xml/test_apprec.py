@@ -39,15 +39,15 @@ from edi_gateway.xml.apprec import (
     read_apprec,
 )
 from edi_gateway.xml.msghead import to_bytes
-from edi_gateway.xml.safe import parse_xml
+from edi_gateway.xml.safe import UnreadableIdentifier, parse_xml
 from edi_gateway.xml.schemas import SchemaInvalid, validate_apprec
+from tests.id_spellings import NOT_A_HER_ID, NOT_AN_ID, SAME_VALUE, Spelling, respelled
 
 SAMPLES = Path(__file__).resolve().parent.parent / "data" / "samples"
-SHARED_SAMPLES = Path("reference") / "samples"  # below the shared_dir fixture
 MSGHEAD_SAMPLE = (
     SAMPLES / "dialogmelding" / "v1.1" / "sarepta_Helsefaglig_dialog_angi_profesjon_hos_mottaker.xml"
 )
-WRAPPED = SHARED_SAMPLES / "wrapped" / "isdialogmelding_apprecErrorUkjentMottaker.xml"
+WRAPPED = SAMPLES / "wrapped" / "isdialogmelding_apprecErrorUkjentMottaker.xml"
 UNKNOWN_STATUS = "v1.0/fiks_unknown-status.xml"
 KODEVERK_LOM = "2.16.578.1.12.4.1.1.8223"
 
@@ -150,19 +150,16 @@ def round_trip(spec: AppRecSpec) -> AppRec:
 # --- the published samples ----------------------------------------------------------------------
 
 
-def test_every_apprec_sample_has_an_expectation(shared_dir: Path) -> None:
-    """The expectation table covers every AppRec sample, here and in the shared reference."""
+def test_every_apprec_sample_has_an_expectation() -> None:
+    """The expectation table covers every AppRec sample in the repository, and nothing else."""
     covered = set(EXPECTED) | {UNKNOWN_STATUS}
     assert _sample_names(SAMPLES) == covered
-    assert _sample_names(shared_dir / SHARED_SAMPLES) == covered
 
 
-@pytest.mark.parametrize("where", ["repo", "shared"])
 @pytest.mark.parametrize("relative", sorted(EXPECTED))
-def test_sample_reads_as_expected(relative: str, where: str, shared_dir: Path) -> None:
+def test_sample_reads_as_expected(relative: str) -> None:
     """Each sample AppRec reads into its version, status, error codes, original MsgId and sender."""
-    base = SAMPLES if where == "repo" else shared_dir / SHARED_SAMPLES
-    apprec = read_apprec((base / "apprec" / relative).read_bytes())
+    apprec = read_apprec(_sample(relative))
     expected = EXPECTED[relative]
     assert apprec.version == expected.version
     assert apprec.status is expected.status
@@ -171,11 +168,9 @@ def test_sample_reads_as_expected(relative: str, where: str, shared_dir: Path) -
     assert apprec.sender.inst.id == expected.sender_inst_id
 
 
-@pytest.mark.parametrize("where", ["repo", "shared"])
-def test_unknown_status_sample_is_refused_by_the_semantic_check(where: str, shared_dir: Path) -> None:
+def test_unknown_status_sample_is_refused_by_the_semantic_check() -> None:
     """The schema-valid sample with Status 73 is refused with X99, naming the kodeverk, not the value."""
-    base = SAMPLES if where == "repo" else shared_dir / SHARED_SAMPLES
-    data = (base / "apprec" / UNKNOWN_STATUS).read_bytes()
+    data = _sample(UNKNOWN_STATUS)
     validate_apprec(parse_xml(data))  # the schema has nothing against it
     error = _invalid(data)
     assert "8258" in str(error)
@@ -246,9 +241,9 @@ def test_health_professional_outside_an_institution_is_read_as_person() -> None:
     assert apprec.sender.her_ids == {258521}
 
 
-def test_nav_wrapped_apprec_reads_as_receiver_unknown(shared_dir: Path) -> None:
+def test_nav_wrapped_apprec_reads_as_receiver_unknown() -> None:
     """The AppRec inside NAV's EI_fellesformat, cut out by namespace, reads as Avvist with E21."""
-    wrapper = parse_xml((shared_dir / WRAPPED).read_bytes())
+    wrapper = parse_xml(WRAPPED.read_bytes())
     inner = wrapper.find(ns.ns(ns.APPREC_1_0, "AppRec"))
     assert inner is not None
     apprec = read_apprec(etree.tostring(inner))
@@ -523,7 +518,13 @@ _SPECIAL = "æøåÆØÅ<>&\"'"
 _chars = st.characters(exclude_categories=("Cs", "Cc", "Cn")) | st.sampled_from(_SPECIAL)
 texts = st.text(_chars, min_size=1, max_size=30).map(str.strip).filter(bool)
 free_texts = st.text(_chars | st.sampled_from("\n\t "), max_size=40)
-party_ids = st.builds(PartyId, texts, st.sampled_from([None, "HER", "ENH", "HPR"]))
+# Identifiers are single tokens: no whitespace, control or format characters (see xml.safe).
+_id_chars = st.characters(
+    exclude_categories=("Cs", "Cc", "Cn", "Cf", "Co", "Zs", "Zl", "Zp")
+) | st.sampled_from(_SPECIAL)
+identifiers = st.text(_id_chars, min_size=1, max_size=30)
+her_ids = st.integers(1, 999_999_999).map(lambda n: PartyId(str(n), "HER"))
+party_ids = her_ids | st.builds(PartyId, identifiers, st.sampled_from([None, "ENH", "HPR"]))
 parties = st.builds(
     AppRecParty,
     inst=party_ids,
@@ -550,13 +551,13 @@ def specs(draw: st.DrawFn) -> AppRecSpec:
     status = draw(st.sampled_from(list(AppRecStatus)))
     count = 0 if status is OK else draw(st.integers(1, 3))
     return AppRecSpec(
-        id=draw(texts),
+        id=draw(identifiers),
         gen_date=draw(moments),
         status=status,
         errors=tuple(draw(errors) for _ in range(count)),
         sender=draw(parties),
         receiver=draw(parties),
-        original_msg_id=draw(texts),
+        original_msg_id=draw(identifiers),
         original_msg_type=draw(st.sampled_from(["DIALOG_HELSEFAGLIG", "DIALOG_NOTAT", "EPIKRISE"])),
         original_msg_type_text=draw(st.none() | texts),
         original_issue_date=draw(moments | st.just("2026-11-02T10:15:30.5Z")),
@@ -592,11 +593,9 @@ def test_build_then_read_round_trips(spec: AppRecSpec) -> None:
     assert round_trip(spec) == _expected(spec)
 
 
-def test_additional_ids_count_as_the_party_her_ids(shared_dir: Path) -> None:
+def test_additional_ids_count_as_the_party_her_ids() -> None:
     """NAV's AppRec names its HER-id only in AdditionalId; the parsed sender still carries it."""
-    wrapped = etree.parse(
-        str(shared_dir / "reference/samples/wrapped/isdialogmelding_apprecErrorUkjentMottaker.xml")
-    )
+    wrapped = etree.parse(str(WRAPPED))
     inner = next(e for e in wrapped.iter() if isinstance(e.tag, str) and etree.QName(e).localname == "AppRec")
     apprec = read_apprec(etree.tostring(inner))
     for party in (apprec.sender, apprec.receiver):
@@ -604,3 +603,105 @@ def test_additional_ids_count_as_the_party_her_ids(shared_dir: Path) -> None:
         typed_her = {int(a.id) for a in party.additional if a.type == "HER" and a.id.isdigit()}
         assert typed_her <= party.her_ids
     assert any(party.additional for party in (apprec.sender, apprec.receiver))
+
+
+# --- one reading of every identifier ------------------------------------------------------------
+
+# Every id of kommune_spec(), each written once in the document.
+SPEC_IDS = {
+    "AppRec Id": "7f1c2b9e-6a0d-4e53-9b8f-1d2c3b4a5e6f",
+    "OriginalMsgId Id": "0b6f0f0e-4f7a-4c1e-9d4b-0c1d2e3f4a5b",
+    "Sender Inst Id": PORSGRUNN.id,
+    "Sender Dept Id": KREFTKOORDINATOR.id,
+    "Receiver Inst Id": HOSPITAL.id,
+    "Receiver Dept Id": UNIT.id,
+}
+HER_IDS = [name for name in SPEC_IDS if name.startswith(("Sender", "Receiver"))]
+
+
+def _written(value: str, spelling: Spelling, data: bytes | None = None) -> bytes:
+    """kommune_spec()'s AppRec (or ``data``) with the one ``<Id>value</Id>`` written as ``spelling`` says."""
+    return respelled(data if data is not None else to_bytes(build_apprec(kommune_spec())), value, spelling)
+
+
+def _with_additional_id(value: str, id_type: str = "HER") -> bytes:
+    """kommune_spec()'s AppRec whose Sender Inst carries an AdditionalId (after Dept, as the schema orders)."""
+    root = build_apprec(kommune_spec())
+    dept = root.find("ar:Sender/ar:HCP/ar:Inst/ar:Dept", {"ar": ns.APPREC_1_1})
+    assert dept is not None
+    additional = etree.Element(ns.ns(ns.APPREC_1_1, "AdditionalId"))
+    etree.SubElement(additional, ns.ns(ns.APPREC_1_1, "Id")).text = value
+    etree.SubElement(additional, ns.ns(ns.APPREC_1_1, "Type"), V=id_type)
+    dept.addnext(additional)
+    return to_bytes(root)
+
+
+@pytest.mark.parametrize("spelling", sorted(SAME_VALUE))
+@pytest.mark.parametrize("where", sorted(SPEC_IDS))
+def test_every_id_has_one_reading_however_it_is_written(where: str, spelling: str) -> None:
+    """Comments, PIs, CDATA, character references and surrounding whitespace in any id read as the plain id."""
+    data = _written(SPEC_IDS[where], SAME_VALUE[spelling])
+    assert read_apprec(data) == read_apprec(to_bytes(build_apprec(kommune_spec())))
+
+
+@pytest.mark.parametrize("spelling", sorted(SAME_VALUE))
+def test_an_additional_id_has_one_reading_however_it_is_written(spelling: str) -> None:
+    """An AdditionalId's Id is read like every other id: its full value, whatever splits its text."""
+    data = _written("8100007", SAME_VALUE[spelling], _with_additional_id("8100007"))
+    apprec = read_apprec(data)
+    assert apprec.sender.additional == (PartyId("8100007", "HER"),)
+    assert apprec.sender.her_ids == {8100005, 8100006, 8100007}
+
+
+@pytest.mark.parametrize("spelling", sorted(NOT_A_HER_ID))
+@pytest.mark.parametrize("where", HER_IDS)
+def test_a_her_id_that_is_not_one_is_unreadable_not_shortened(where: str, spelling: str) -> None:
+    """A HER-typed party id that is not 1 to 9 ASCII digits is refused (T99) instead of read as some number."""
+    with pytest.raises(UnreadableIdentifier) as caught:
+        read_apprec(_written(SPEC_IDS[where], NOT_A_HER_ID[spelling]))
+    assert caught.value.code == "T99"
+
+
+@pytest.mark.parametrize("spelling", sorted(NOT_AN_ID))
+@pytest.mark.parametrize("where", ["AppRec Id", "OriginalMsgId Id"])
+def test_a_message_id_with_whitespace_or_invisible_characters_is_unreadable(
+    where: str, spelling: str
+) -> None:
+    """The AppRec's own Id and OriginalMsgId must be one clean token; anything inside them is refused."""
+    with pytest.raises(UnreadableIdentifier):
+        read_apprec(_written(SPEC_IDS[where], NOT_AN_ID[spelling]))
+
+
+@pytest.mark.parametrize("spelling", sorted(NOT_A_HER_ID))
+def test_an_additional_her_id_that_is_not_one_is_unreadable(spelling: str) -> None:
+    """An AdditionalId typed HER is checked like Inst/Id: the issue's ``8100010<!---->999`` is refused."""
+    first = _with_additional_id("8100010")
+    with pytest.raises(UnreadableIdentifier):
+        read_apprec(_written("8100010", NOT_A_HER_ID[spelling], first))
+
+
+def test_the_reported_forgery_does_not_read_as_another_sender() -> None:
+    """``<Id><!---->8100005</Id>`` with an AdditionalId ``8100010<!---->999`` is unreadable, never Skien."""
+    data = _written("8100005", SAME_VALUE["empty comment first"], _with_additional_id("8100010999"))
+    data = data.replace(b"<Id>8100010999</Id>", b"<Id>8100010<!---->999</Id>")
+    with pytest.raises(UnreadableIdentifier):
+        read_apprec(data)
+
+
+def test_an_additional_id_of_another_type_is_not_checked_as_a_her_id() -> None:
+    """An organisation number in AdditionalId is kept as written and names no HER-id."""
+    apprec = read_apprec(_with_additional_id("960267737", "ENH"))
+    assert apprec.sender.additional == (PartyId("960267737", "ENH"),)
+    assert apprec.sender.her_ids == {8100005, 8100006}
+
+
+@pytest.mark.parametrize("element", ["Dept", "HCPerson"])
+def test_a_party_naming_two_departments_or_persons_is_refused(element: str) -> None:
+    """A second Dept or HCPerson (one would go unread) makes the AppRec invalid (X99)."""
+    root = build_apprec(kommune_spec(sender=AppRecParty(PORSGRUNN, dept=KREFTKOORDINATOR, person=HOSPITAL)))
+    found = root.find(f"ar:Sender/ar:HCP/ar:Inst/ar:{element}", {"ar": ns.APPREC_1_1})
+    assert found is not None
+    second = etree.fromstring(etree.tostring(found))
+    second.find(ns.ns(ns.APPREC_1_1, "Id")).text = "8100011"  # type: ignore[union-attr]
+    found.addnext(second)
+    _invalid(to_bytes(root))

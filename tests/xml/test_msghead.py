@@ -40,6 +40,7 @@ from edi_gateway.xml.msghead import (
 )
 from edi_gateway.xml.safe import parse_xml
 from edi_gateway.xml.schemas import validate_msghead
+from tests.id_spellings import NOT_A_HER_ID, SAME_VALUE, Spelling, respelled
 
 SAMPLES = Path(__file__).resolve().parent.parent / "data" / "samples"
 
@@ -487,3 +488,48 @@ def test_summary_refuses_a_non_numeric_her_id() -> None:
     with pytest.raises(XmlRejected) as caught:
         parse_msghead_summary(root)
     assert caught.value.code == "T99" and "81OOO05" not in str(caught.value)
+
+
+def _summary_of(data: bytes) -> MsgHeadSummary:
+    return parse_msghead_summary(parse_xml(data))
+
+
+@pytest.mark.parametrize("spelling", list(SAME_VALUE.values()), ids=list(SAME_VALUE))
+def test_summary_reads_each_her_id_once_however_it_is_written(spelling: Spelling) -> None:
+    """Comments, CDATA, character references and whitespace in a HER-id give the one plain value."""
+    data = to_bytes(round_trip(make_message(kommune_receiver())))
+    summary = _summary_of(respelled(data, 8100005, spelling))
+    assert summary.receiver_her_id == 8100005
+
+
+@pytest.mark.parametrize("spelling", list(NOT_A_HER_ID.values()), ids=list(NOT_A_HER_ID))
+def test_summary_refuses_a_her_id_that_is_not_one_rather_than_shortening_it(spelling: Spelling) -> None:
+    """A HER-id text that is not 1 to 9 ASCII digits is T99, never read as another number."""
+    data = to_bytes(round_trip(make_message(kommune_receiver())))
+    with pytest.raises(XmlRejected) as caught:
+        _summary_of(respelled(data, 8100005, spelling))
+    assert caught.value.code == "T99"
+
+
+def test_summary_refuses_a_party_with_two_different_her_ids() -> None:
+    """One organisation naming two HER-ids has no one identity: T99."""
+    data = to_bytes(round_trip(make_message(kommune_receiver())))
+    ident = b"<Ident><Id>8100005</Id>"
+    start = data.index(ident)
+    end = data.index(b"</Ident>", start) + len(b"</Ident>")
+    second = data[start:end].replace(b"8100005", b"8100010")
+    with pytest.raises(XmlRejected) as caught:
+        _summary_of(data[:end] + second + data[end:])
+    assert caught.value.code == "T99"
+
+
+def test_summary_msg_id_is_read_as_one_clean_token() -> None:
+    """A MsgId with a comment inside reads as the plain MsgId; one with inner whitespace is refused."""
+    message = make_message(kommune_receiver())
+    data = to_bytes(round_trip(message))
+    plain = f"<MsgId>{message.msg_id}</MsgId>".encode()
+    commented = f"<MsgId>{message.msg_id[:4]}<!---->{message.msg_id[4:]}</MsgId>".encode()
+    assert _summary_of(data.replace(plain, commented)).msg_id == message.msg_id
+    spaced = f"<MsgId>{message.msg_id[:4]} {message.msg_id[4:]}</MsgId>".encode()
+    with pytest.raises(XmlRejected):
+        _summary_of(data.replace(plain, spaced))

@@ -14,7 +14,13 @@ from lxml import etree
 
 from edi_gateway.errors import XmlRejected
 from edi_gateway.xml import safe
-from edi_gateway.xml.safe import parse_xml
+from edi_gateway.xml.safe import (
+    UnreadableIdentifier,
+    full_text,
+    identifier_text,
+    parse_xml,
+    read_her_id,
+)
 
 SECRET = "SECRET-MARKER-4f1d"
 
@@ -231,3 +237,103 @@ def test_parallel_parsing_from_many_threads_is_consistent() -> None:
     with ThreadPoolExecutor(max_workers=8) as pool:
         results = list(pool.map(work, range(400)))
     assert results == [str(i) for i in range(400)]
+
+
+# --- one reading of the text --------------------------------------------------------------------
+
+# Every way of writing the HER-id 8100005 that XML allows for the same text, and none other.
+SAME_TEXT = {
+    "plain": b"8100005",
+    "empty comment": b"<!---->8100005",
+    "comment inside": b"8100<!-- x -->005",
+    "trailing comment": b"8100005<!--y-->",
+    "processing instruction": b"81<?pi data?>00005",
+    "cdata": b"<![CDATA[8100005]]>",
+    "cdata part": b"8100<![CDATA[005]]>",
+    "decimal character reference": b"&#56;100005",
+    "hex character reference": b"810000&#x35;",
+    "everything": b"<!--a-->&#56;1<?p?>0<![CDATA[0]]>0<!--b-->05",
+    "surrounding whitespace": b" \n\t8100005\r\n ",
+}
+
+
+@pytest.mark.parametrize("written", sorted(SAME_TEXT))
+def test_comments_pis_cdata_and_references_give_one_text(written: str) -> None:
+    """However the id is written, the parsed element has exactly one text node: the whole value."""
+    root = parse_xml(b"<r><Id>" + SAME_TEXT[written] + b"</Id></r>")
+    element = root[0]
+    assert len(element) == 0  # no comment or PI node is left to split the text
+    assert element.text is not None and element.text.strip() == "8100005"
+    assert identifier_text(element) == "8100005"
+    assert read_her_id(element) == 8100005
+
+
+def test_comments_and_pis_outside_the_document_element_are_dropped() -> None:
+    """Comments and processing instructions before and after the root are not kept either."""
+    root = parse_xml(b"<?xml-stylesheet href='x'?><!--c--><r/><!--d--><?e?>")
+    assert root.getprevious() is None and root.getnext() is None
+
+
+def test_full_text_joins_all_text_and_trims_xml_whitespace_only() -> None:
+    """full_text is the element's whole string value, trimmed of XML whitespace but not of other spaces."""
+    root = parse_xml("<r> a<b>b</b>c\u00a0 </r>".encode())
+    assert full_text(root) == "abc\u00a0"
+
+
+UNREADABLE_IDS = {
+    "inner space": b"8100 005",
+    "inner tab": b"8100\t005",
+    "inner newline": b"8100\n005",
+    "no-break space": "8100\u00a0005".encode(),
+    "zero-width space": "8100005\u200b".encode(),
+    "zero-width joiner": "81\u200d00005".encode(),
+    "character reference to a space": b"8100&#32;005",
+    "element inside": b"8100<x>005</x>",
+    "too long": b"9" * 129,
+}
+
+
+@pytest.mark.parametrize("written", sorted(UNREADABLE_IDS))
+def test_an_id_that_is_not_one_clean_token_is_unreadable(written: str) -> None:
+    """Whitespace, invisible characters or elements inside an id make it unreadable, never shortened."""
+    root = parse_xml(b"<r><Id>" + UNREADABLE_IDS[written] + b"</Id></r>")
+    with pytest.raises(UnreadableIdentifier) as caught:
+        identifier_text(root[0])
+    assert caught.value.code == "T99"
+    assert "8100" not in str(caught.value)  # the message names the element, never the value
+
+
+@pytest.mark.parametrize(
+    ("written", "her_id"),
+    [
+        (b"1", 1),
+        (b"8100005", 8100005),
+        (b"999999999", 999_999_999),
+        (b"0123", 123),  # a published sample writes this; the number is what counts
+    ],
+)
+def test_a_her_id_is_one_to_nine_ascii_digits(written: bytes, her_id: int) -> None:
+    """read_her_id reads 1 to 9 ASCII digits as their number."""
+    assert read_her_id(parse_xml(b"<r><Id>" + written + b"</Id></r>")[0]) == her_id
+
+
+@pytest.mark.parametrize(
+    "written",
+    [
+        b"",
+        b"0",
+        b"1000000000",
+        b"8100010999",
+        b"-8100005",
+        b"+8100005",
+        b"8100005.0",
+        b"0x7b",
+        "８１００００５".encode(),  # fullwidth digits pass str.isdigit
+        "٨١٠٠٠٠٥".encode(),  # Arabic-Indic digits too
+        "8100005²".encode(),
+    ],
+)
+def test_any_other_her_id_text_is_unreadable(written: bytes) -> None:
+    """read_her_id refuses everything but 1 to 9 ASCII digits, rather than reading some other number."""
+    with pytest.raises(UnreadableIdentifier):
+        read_her_id(parse_xml(b"<r><Id>" + written + b"</Id></r>")[0])

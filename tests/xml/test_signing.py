@@ -10,7 +10,6 @@ import copy
 import datetime as dt
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import pytest
 from cryptography import x509
@@ -47,6 +46,7 @@ from edi_gateway.xml.signing import (
     strip_signature,
     verify_signed,
 )
+from tests.conftest import SAMPLES
 
 HOSPITAL = 8100001
 KOMMUNE = 8200001
@@ -83,14 +83,14 @@ def kommune_cert(pki: TestPki) -> bytes:
     return pki.cert_pem(KOMMUNE)
 
 
-def _sample_root(shared_dir: Path, name: str) -> etree._Element:
-    return etree.parse(str(shared_dir / "reference" / "samples" / name)).getroot()
+def _sample_root(name: str) -> etree._Element:
+    return etree.parse(str(SAMPLES / name)).getroot()
 
 
 @pytest.fixture
-def msghead(shared_dir: Path) -> etree._Element:
+def msghead() -> etree._Element:
     """An official MsgHead + Dialogmelding 1.1 sample (unsigned)."""
-    return _sample_root(shared_dir, MSGHEAD_SAMPLE)
+    return _sample_root(MSGHEAD_SAMPLE)
 
 
 @pytest.fixture
@@ -436,11 +436,18 @@ def test_element_after_signature_is_rejected(signed: bytes, hospital_cert: bytes
     _expect_invalid(_bytes(root), hospital_cert, "not the last child")
 
 
-def test_comment_after_signature_is_rejected(signed: bytes, hospital_cert: bytes) -> None:
-    """Nothing at all, not even a comment, may follow the signature."""
+@pytest.mark.parametrize("node", [etree.Comment("after"), etree.ProcessingInstruction("after", "x")])
+def test_comment_or_pi_after_signature_is_dropped_by_the_parser(
+    node: etree._Element, signed: bytes, hospital_cert: bytes
+) -> None:
+    """A comment or processing instruction after the signature never reaches the verifier: it verifies as signed."""
     root = _tree(signed)
-    root.append(etree.Comment("after"))
-    _expect_invalid(_bytes(root), hospital_cert, "not the last child")
+    root.append(node)
+    verified = verify_signed(_bytes(root), cert_pem=hospital_cert)
+    assert _c14n(verified.root) == _c14n(verify_signed(signed, cert_pem=hospital_cert).root)
+    assert not any(
+        isinstance(n, (etree._Comment, etree._ProcessingInstruction)) for n in verified.root.iter()
+    )
 
 
 def test_signature_nested_deeper_is_rejected(signed: bytes, hospital_cert: bytes) -> None:
@@ -540,6 +547,37 @@ def test_comment_inserted_in_text_is_not_in_the_verified_content(signed: bytes, 
     assert verified_msg_id is not None
     assert list(verified_msg_id) == []
     assert verified_msg_id.text == original
+
+
+SIGNED_MSG_ID = b"<MsgId>d93cebe5-ac91-4022-8969-4f93300d8171</MsgId>"
+# The same MsgId written so that a naive reader of element.text would see something else.
+MSG_ID_SPELLINGS = {
+    "comment": b"<MsgId>d93cebe5<!---->-ac91-4022-8969-4f93300d8171</MsgId>",
+    "leading comment": b"<MsgId><!-- x -->d93cebe5-ac91-4022-8969-4f93300d8171</MsgId>",
+    "cdata": b"<MsgId>d93cebe5-<![CDATA[ac91-4022]]>-8969-4f93300d8171</MsgId>",
+    "character references": b"<MsgId>&#100;93cebe5-ac91-4022-&#x38;969-4f93300d8171</MsgId>",
+}
+
+
+@pytest.mark.parametrize("spelling", sorted(MSG_ID_SPELLINGS))
+def test_one_reading_of_the_text_leaves_the_digest_unchanged(
+    spelling: str, signed: bytes, hospital_cert: bytes
+) -> None:
+    """Comments, CDATA and character references added after signing change no digest, and the verified text is the one signed."""
+    assert signed.count(SIGNED_MSG_ID) == 1
+    respelled = signed.replace(SIGNED_MSG_ID, MSG_ID_SPELLINGS[spelling])
+    verified = verify_signed(respelled, cert_pem=hospital_cert)
+    msg_id = verified.root.find("mh:MsgInfo/mh:MsgId", NS)
+    assert msg_id is not None and len(msg_id) == 0
+    assert msg_id.text == "d93cebe5-ac91-4022-8969-4f93300d8171"
+
+
+def test_a_document_signed_with_a_processing_instruction_inside_is_refused(
+    signer: Signer, msghead: etree._Element, hospital_cert: bytes
+) -> None:
+    """Exclusive C14N keeps processing instructions, so one signed inside the document fails once the parser drops it."""
+    msghead.insert(0, etree.ProcessingInstruction("app", "data"))
+    _expect_invalid(signer.sign(msghead), hospital_cert, "digest")
 
 
 # --- algorithms and profile ----------------------------------------------------------------------
@@ -652,10 +690,10 @@ def test_rejection_reasons_never_carry_payload_values(signed: bytes, hospital_ce
 
 
 def test_signed_apprec_verifies_and_strips_to_a_schema_valid_apprec(
-    signer: Signer, shared_dir: Path, hospital_cert: bytes
+    signer: Signer, hospital_cert: bytes
 ) -> None:
     """An AppRec carries the signature as its last child; verified or stripped, it is a valid AppRec again."""
-    apprec = _sample_root(shared_dir, APPREC_SAMPLE)
+    apprec = _sample_root(APPREC_SAMPLE)
     signed_apprec = signer.sign(apprec)
     received = _tree(signed_apprec)
     assert received[-1].tag == f"{DS}Signature"

@@ -6,6 +6,14 @@ sender (``S01``), and the verified document is a valid MsgHead + Dialogmelding (
 can be read of the addressing is kept in an :class:`Envelope`, so that even a message that cannot be
 trusted is answered; :func:`with_transport` completes it from the AMQP envelope.
 
+Every HER-id is read one way, by :func:`edi_gateway.xml.safe.read_her_id` on the tree the hardened
+parser gave (comments and processing instructions dropped, CDATA and character references merged):
+an ``Ident`` typed HER whose ``Id`` is not 1 to 9 ASCII digits, or a party carrying two different
+HER-ids, is unreadable (``T99``), never read as some other number. The certificate is chosen by that
+reading of the sender; the verified document must name the same sender, and a sending unit or person
+the register lists under another virksomhet is refused (``S01``): the signer vouches for its own
+virksomhet only.
+
 :func:`compose_apprec` then says who answers whom about which message. Both are free of I/O beyond
 the register lookup of the sender's certificate.
 """
@@ -27,7 +35,7 @@ from edi_gateway.services.receiver.assessment import Verdict, own_persons, own_u
 from edi_gateway.xml import namespaces as ns
 from edi_gateway.xml.apprec import ERROR_TEXTS, AppRecSpec, apprec_error
 from edi_gateway.xml.msghead import MsgHeadSummary, parse_msghead_summary
-from edi_gateway.xml.safe import parse_xml
+from edi_gateway.xml.safe import UnreadableIdentifier, parse_xml, read_her_id
 from edi_gateway.xml.schemas import validate_msghead
 from edi_gateway.xml.signing import verify_signed
 
@@ -48,6 +56,8 @@ class Envelope:
     Attributes:
         sender_her_id: the sending virksomhet's HER-id.
         sender_unit_her_id: the sending unit (nested ``Organisation``), if any.
+        sender_person_her_id: the sending person (``HealthcareProfessional``), if any.
+        receiver_her_id: the addressed virksomhet.
         receiver_service_her_id: the addressed service (nested ``Organisation``), if any.
         receiver_person_her_id: the addressed person (``HealthcareProfessional``), if any.
         msg_id: ``MsgInfo/MsgId`` as written.
@@ -58,6 +68,8 @@ class Envelope:
 
     sender_her_id: int | None = None
     sender_unit_her_id: int | None = None
+    sender_person_her_id: int | None = None
+    receiver_her_id: int | None = None
     receiver_service_her_id: int | None = None
     receiver_person_her_id: int | None = None
     msg_id: str | None = None
@@ -98,9 +110,11 @@ def read_message(body: bytes, address: AddressRegister) -> Reading:
     except XmlRejected as exc:
         return Reading(Envelope(), failure=_failure("T01", exc))
     envelope = read_envelope(claimed)
-    sender = envelope.sender_her_id
-    cert_pem = address.certificate_pem(sender) if sender is not None else None
-    if cert_pem is None:
+    try:
+        sender = read_envelope(claimed, strict=True).sender_her_id
+    except UnreadableIdentifier as exc:
+        return Reading(envelope, failure=_failure("T99", exc))
+    if sender is None or (cert_pem := address.certificate_pem(sender)) is None:
         detail = "no certificate is registered for the claimed sender"
         return Reading(envelope, failure=apprec_error("S01", detail=detail))
     try:
@@ -110,26 +124,78 @@ def read_message(body: bytes, address: AddressRegister) -> Reading:
     # From here on only the content the signature covers counts.
     envelope = read_envelope(verified.root)
     try:
+        signed_envelope = read_envelope(verified.root, strict=True)
+    except UnreadableIdentifier as exc:
+        return Reading(envelope, verified=True, failure=_failure("T99", exc))
+    refusal = _sender_refusal(signed_envelope, sender, address)
+    if refusal is not None:
+        return Reading(envelope, failure=apprec_error("S01", detail=refusal))
+    try:
         validate_msghead(verified.root)
         summary = parse_msghead_summary(verified.root)
     except XmlRejected as exc:
         return Reading(envelope, verified=True, failure=_failure(exc.code, exc))
+    if _her_ids_of(summary) != _her_ids_of(signed_envelope):
+        detail = "the MsgHead's HER-ids do not read the same way twice"
+        return Reading(envelope, verified=True, failure=apprec_error("T99", detail=detail))
     return Reading(envelope, verified=True, summary=summary)
 
 
-def read_envelope(root: etree._Element) -> Envelope:
-    """Read the addressing facts of a MsgHead leniently: whatever is missing or unreadable is None."""
+def _sender_refusal(envelope: Envelope, signer: int, address: AddressRegister) -> str | None:
+    """Why the verified document's sender is not exactly the party whose certificate verified it."""
+    if envelope.sender_her_id != signer:
+        return "the signed document names another sender than the one whose certificate verified it"
+    for her_id, what in ((envelope.sender_unit_her_id, "unit"), (envelope.sender_person_her_id, "person")):
+        owner = address.parent_of(her_id) if her_id is not None else None
+        if owner is not None and owner.her_id != signer:
+            return f"the sending {what} is registered under another virksomhet than the signer"
+    return None
+
+
+def _her_ids_of(facts: Envelope | MsgHeadSummary) -> tuple[int | None, ...]:
+    return (
+        facts.sender_her_id,
+        facts.sender_unit_her_id,
+        facts.sender_person_her_id,
+        facts.receiver_her_id,
+        facts.receiver_service_her_id,
+        facts.receiver_person_her_id,
+    )
+
+
+def read_envelope(root: etree._Element, *, strict: bool = False) -> Envelope:
+    """Read the addressing facts of a MsgHead.
+
+    Leniently by default (whatever is missing or unreadable is None), to have someone to answer even
+    for a message that cannot be trusted. ``strict`` reads the same facts but refuses an unreadable
+    or conflicting HER-id instead, for the decisions: whose certificate, who sent, who is addressed.
+
+    Raises:
+        UnreadableIdentifier: (``strict`` only) a HER-id that is not 1 to 9 ASCII digits, or a party
+            with two different HER-ids.
+    """
     info = root.find("mh:MsgInfo", _MH) if root.tag == ns.ns(ns.MSGHEAD, "MsgHead") else None
     if info is None:
         return Envelope()
     sender = info.find("mh:Sender/mh:Organisation", _MH)
     receiver = info.find("mh:Receiver/mh:Organisation", _MH)
     msg_type = info.find("mh:Type", _MH)
+
+    def her_id(party: etree._Element | None) -> int | None:
+        try:
+            return _her_id(party)
+        except UnreadableIdentifier:
+            if strict:
+                raise
+            return None
+
     return Envelope(
-        sender_her_id=_her_id(sender),
-        sender_unit_her_id=_her_id(_child(sender, "mh:Organisation")),
-        receiver_service_her_id=_her_id(_child(receiver, "mh:Organisation")),
-        receiver_person_her_id=_her_id(_child(receiver, "mh:HealthcareProfessional")),
+        sender_her_id=her_id(sender),
+        sender_unit_her_id=her_id(_child(sender, "mh:Organisation")),
+        sender_person_her_id=her_id(_child(sender, "mh:HealthcareProfessional")),
+        receiver_her_id=her_id(receiver),
+        receiver_service_her_id=her_id(_child(receiver, "mh:Organisation")),
+        receiver_person_her_id=her_id(_child(receiver, "mh:HealthcareProfessional")),
         msg_id=_text(info.find("mh:MsgId", _MH)),
         msg_type=msg_type.get("V") if msg_type is not None else None,
         msg_type_text=msg_type.get("DN") if msg_type is not None else None,
@@ -168,14 +234,28 @@ def _text(element: etree._Element | None) -> str | None:
 
 
 def _her_id(party: etree._Element | None) -> int | None:
+    """The party's HER-id: its ``Ident`` typed HER (all of them must agree), or None when it has none.
+
+    Raises:
+        UnreadableIdentifier: a HER-typed ``Id`` that is not a HER-id, or two different HER-ids.
+    """
     if party is None:
         return None
+    found: set[int] = set()
     for ident in party.iterfind("mh:Ident", _MH):
         type_id = ident.find("mh:TypeId", _MH)
-        if type_id is not None and (type_id.get("V") or "").strip() == _HER:
-            value = _text(ident.find("mh:Id", _MH)) or ""
-            return int(value) if value.isdigit() and 0 < int(value) < 10**9 else None
-    return None
+        if type_id is not None and " ".join((type_id.get("V") or "").split()) == _HER:
+            value = ident.find("mh:Id", _MH)
+            if value is None:
+                raise UnreadableIdentifier(f"a HER-typed Ident of {_name(party)} has no Id")
+            found.add(read_her_id(value))
+    if len(found) > 1:
+        raise UnreadableIdentifier(f"{_name(party)} carries {len(found)} different HER-ids")
+    return found.pop() if found else None
+
+
+def _name(party: etree._Element) -> str:
+    return etree.QName(party).localname
 
 
 # --- composing the AppRec (pure) ----------------------------------------------------------------
