@@ -1,7 +1,8 @@
 """What every command of the command line shares: settings, error exits, the acting operator account.
 
 Exit codes: 0 ok, 1 a runtime failure (the gateway's own errors, printed as one line), 2 a usage
-error (a bad setting or option value).
+error (a bad setting or option value, or settings the gateway refuses to start with, such as no
+signing key outside test mode).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from pydantic import ValidationError
 
 from edi_gateway.errors import EdiGatewayError
 from edi_gateway.localtime import parse_local
-from edi_gateway.settings import Settings
+from edi_gateway.settings import ConfigurationError, Settings
 
 if TYPE_CHECKING:  # commands import their services lazily, to keep start-up quick
     from edi_gateway.services.access import Operator, Role
@@ -42,18 +43,33 @@ def load_settings(**overrides: object) -> Settings:
 
 
 def fail(exc: Exception) -> typer.Exit:
-    """Print ``exc`` as one line on stderr and return the exit (code 1) to raise."""
+    """Print ``exc`` as one line on stderr and return the exit to raise (2 for configuration, else 1)."""
     typer.echo(f"error: {exc}", err=True)
-    return typer.Exit(1)
+    return typer.Exit(2 if isinstance(exc, ConfigurationError) else 1)
 
 
 @contextmanager
 def failing_cleanly() -> Iterator[None]:
-    """Turn the gateway's errors into a one-line message and exit code 1."""
+    """Turn the gateway's errors into a one-line message and exit code 1 (2 for a configuration error)."""
     try:
         yield
     except EdiGatewayError as exc:
         raise fail(exc) from exc
+
+
+@contextmanager
+def store_session(settings: Settings) -> Iterator[Store]:
+    """The store alone, for the account and audit commands, with HOME prepared owner-only first.
+
+    The gateway's errors exit as :func:`failing_cleanly` says.
+    """
+    from edi_gateway.services.context import prepare_home
+    from edi_gateway.store import Store
+
+    with failing_cleanly():
+        prepare_home(settings)
+        with Store.connect(settings.effective_database_url) as store:
+            yield store
 
 
 def acting_operator(store: Store, username: str, role: Role) -> Operator:

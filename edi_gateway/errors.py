@@ -13,8 +13,11 @@ and will trying again help?
     │   ├── BrokerUnavailable   RabbitMQ connection or channel lost, publish not confirmed
     │   ├── StoreUnavailable    the database cannot be reached or timed out
     │   └── RegisterUnavailable a register did not answer
-    └── UnknownError            anything else: park the work for an operator
-        └── Unroutable          the broker has no queue for a mandatory publish (set-up is missing)
+    ├── UnknownError            anything else: park the work for an operator
+    │   └── Unroutable          the broker has no queue for a mandatory publish (set-up is missing)
+    ├── ConfigurationError      the settings cannot run (settings.py): refuse to start, exit 2
+    └── PrivateFileError        a key or secret file under HOME is missing, empty or unreadable
+                                (private_files.py): an error, never a usable key
 
 ``Problem`` is the machine-readable unit of an error report: a stable code, a plain-language reason
 for the people who read it, and optionally the field or receiver it concerns.

@@ -2,7 +2,10 @@
 
 Log ids and states (``request_id``, ``msg_id``, HER-ids, ``state``), never a person number, a name or
 a payload. As a last line of defence a redaction processor masks any 11-digit run (the shape of a
-fødselsnummer or D-nummer) in every string value before it is rendered.
+fødselsnummer or D-nummer) in every string value before it is rendered. The rendered traceback
+(``exc_info``, ``logger.exception``) and stack (``stack_info``) are such values too: they are turned
+into text before the redaction runs. Lines from the standard library's loggers (pika, alembic,
+uvicorn) go through the same processors and renderer, so they are masked and JSON alike.
 """
 
 from __future__ import annotations
@@ -40,6 +43,25 @@ def redact_person_numbers(
     return event_dict
 
 
+def _recorded_stack(
+    _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    # A standard-library record carries its stack as text already; StackInfoRenderer would replace it
+    # with the stack of the formatter itself.
+    recorded = event_dict.get("stack_info")
+    if isinstance(recorded, str):
+        event_dict["stack"] = event_dict.pop("stack_info")
+    return event_dict
+
+
+# Tracebacks and stacks become strings first, so the redaction that follows sees (and masks) them.
+_MASKED_RENDERING: tuple[Any, ...] = (
+    structlog.processors.StackInfoRenderer(),
+    structlog.processors.format_exc_info,
+    redact_person_numbers,
+)
+
+
 def configure_logging(*, level: str = "INFO", stream: TextIO | None = None, json: bool | None = None) -> None:
     """Configure structlog (and the standard library's root logger) for the process.
 
@@ -56,18 +78,32 @@ def configure_logging(*, level: str = "INFO", stream: TextIO | None = None, json
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
-            structlog.processors.format_exc_info,
-            redact_person_numbers,
+            *_MASKED_RENDERING,
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level)),
         logger_factory=structlog.PrintLoggerFactory(out),
         cache_logger_on_first_use=False,
     )
-    # Libraries (pika, alembic) log through the standard library; keep them quiet and on the same stream.
-    logging.basicConfig(
-        stream=out, level=logging.WARNING, format="%(levelname)s %(name)s %(message)s", force=True
+    # Libraries (pika, alembic, uvicorn) log through the standard library; keep them quiet, on the same
+    # stream, and masked like our own lines (their tracebacks can quote a request body).
+    handler = logging.StreamHandler(out)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=[
+                _recorded_stack,
+                structlog.stdlib.add_log_level,
+                structlog.stdlib.add_logger_name,
+                structlog.processors.TimeStamper(fmt="iso", utc=True),
+            ],
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                *_MASKED_RENDERING,
+                renderer,
+            ],
+        )
     )
+    logging.basicConfig(handlers=[handler], level=logging.WARNING, force=True)
 
 
 def get_logger(name: str) -> Any:

@@ -14,8 +14,9 @@ Party certificate subject: ``CN=<name>, O=<name>, serialNumber=<her_id>, C=NO``.
 the certificate sees which party it belongs to.
 
 This is an I/O module: it writes files. Every file is written to a temporary name and moved into
-place with ``os.replace``, and the whole generation runs under an exclusive lock on ``.pki.lock``, so
-two processes starting at once end up with one CA and one key per party. Private keys exist only
+place atomically (``edi_gateway.private_files``), keys owner-only whatever the umask, and the whole
+generation runs under an exclusive lock on ``.pki.lock``, so two processes starting at once end up
+with one CA and one key per party. Private keys exist only
 where this module generates them; none is ever committed.
 """
 
@@ -24,7 +25,6 @@ from __future__ import annotations
 import datetime as dt
 import fcntl
 import os
-import tempfile
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -35,6 +35,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
+
+from edi_gateway.private_files import private_dir, write_atomically
 
 CA_NAME = "edi_gateway test CA"
 KEY_BITS = 2048
@@ -113,7 +115,7 @@ def ensure_test_pki(directory: Path, parties: Iterable[tuple[int, str]]) -> Test
     """
     wanted = _checked_parties(parties)
     pki = TestPki(directory)
-    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    private_dir(directory)
     with _exclusive_lock(directory / _LOCK_NAME):
         ca = _load_or_create_ca(pki)
         missing = {her_id: name for her_id, name in wanted.items() if not pki.has(her_id)}
@@ -150,8 +152,8 @@ def _load_or_create_ca(pki: TestPki) -> _Ca:
             raise ValueError("the test CA key is not an RSA key")
         return _Ca(key, x509.load_pem_x509_certificate(pki.ca_cert_path.read_bytes()))
     ca = _new_ca()
-    _write_atomically(pki.ca_key_path, _key_pem(ca.key), mode=0o600)
-    _write_atomically(pki.ca_cert_path, ca.cert.public_bytes(serialization.Encoding.PEM), mode=0o644)
+    write_atomically(pki.ca_key_path, _key_pem(ca.key), mode=0o600)
+    write_atomically(pki.ca_cert_path, ca.cert.public_bytes(serialization.Encoding.PEM), mode=0o644)
     return ca
 
 
@@ -165,8 +167,8 @@ def _issue_all(pki: TestPki, ca: _Ca, parties: dict[int, str]) -> None:
     for (her_id, name), key in zip(parties.items(), keys, strict=True):
         cert = _party_cert(ca, key, her_id, name)
         # The key goes first: a party counts as present only once its certificate exists too.
-        _write_atomically(pki.key_path(her_id), _key_pem(key), mode=0o600)
-        _write_atomically(pki.cert_path(her_id), cert.public_bytes(serialization.Encoding.PEM), mode=0o644)
+        write_atomically(pki.key_path(her_id), _key_pem(key), mode=0o600)
+        write_atomically(pki.cert_path(her_id), cert.public_bytes(serialization.Encoding.PEM), mode=0o644)
 
 
 def _new_key() -> rsa.RSAPrivateKey:
@@ -248,19 +250,3 @@ def _key_usage(*, non_repudiation: bool = False, cert_sign: bool = False) -> x50
         encipher_only=False,
         decipher_only=False,
     )
-
-
-def _write_atomically(path: Path, data: bytes, *, mode: int) -> None:
-    # mkstemp creates the file 0600 in the same folder, so a reader never sees a half-written file or a
-    # private key with loose permissions, and os.replace is atomic on one file system.
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp_name, mode)
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise

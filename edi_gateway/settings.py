@@ -1,8 +1,10 @@
 """Runtime configuration: every setting comes from the environment with the ``EDI_GATEWAY_`` prefix.
 
-The defaults are the embedded demo set-up: a SQLite file, the generated test PKI and the fixture
-registers, all under ``EDI_GATEWAY_HOME``. Production sets ``DATABASE_URL``, ``AMQP_URL`` and the
-signing key and certificate paths.
+The defaults are the embedded demo set-up: a SQLite file under ``EDI_GATEWAY_HOME``, and, in test
+mode only, the generated test PKI and the fixture registers. With ``TEST_MODE`` off the gateway
+refuses to start (``Settings.startup_problems``) until the signing key and certificate, the parties'
+certificates and the register source are set explicitly: production never signs with a generated key
+and never routes by fixture registers nobody chose.
 """
 
 from __future__ import annotations
@@ -14,7 +16,14 @@ from typing import Literal
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from edi_gateway.errors import EdiGatewayError
 from edi_gateway.resources import resource_dir
+
+SQLITE_FILE = "edi_gateway.sqlite3"
+
+
+class ConfigurationError(EdiGatewayError):
+    """A setting or a configuration file is wrong; the message names which."""
 
 
 class Settings(BaseSettings):
@@ -37,7 +46,8 @@ class Settings(BaseSettings):
     )
     test_mode: bool = Field(
         default=False,
-        description="Accept synthetic person numbers (month +40 / +80 series). On in the demo only.",
+        description="Accept synthetic person numbers (month +40 / +80 series), and let the gateway "
+        "generate a test PKI and use the fixture registers by default. On in the demo and tests only.",
     )
     queue_prefix: str = Field(
         default="",
@@ -52,10 +62,23 @@ class Settings(BaseSettings):
         description="HER-id of the sending unit when a request names none.",
     )
     signing_key: Path | None = Field(
-        default=None, description="PEM private key used to sign outgoing messages (default: test PKI)."
+        default=None,
+        description="PEM private key used to sign outgoing messages. Required with TEST_MODE off; "
+        "in test mode the default is the generated test PKI.",
     )
     signing_cert: Path | None = Field(
-        default=None, description="PEM certificate matching SIGNING_KEY (default: test PKI)."
+        default=None, description="PEM certificate matching SIGNING_KEY (same rule as SIGNING_KEY)."
+    )
+    certificates_dir: Path | None = Field(
+        default=None,
+        description="Folder of the parties' certificates (<her_id>.cert.pem) that verify their signed "
+        "AppRecs. Required with TEST_MODE off unless APPREC_SIGNATURE is off; in test mode the default "
+        "is the generated test PKI.",
+    )
+    registers: Literal["fixtures"] | None = Field(
+        default=None,
+        description="Register source: fixtures (JSON files in REGISTERS_DIR). Required with TEST_MODE "
+        "off (setting REGISTERS_DIR chooses fixtures too); in test mode fixtures are the default.",
     )
     registers_dir: Path | None = Field(
         default=None, description="Folder with the fixture registers (default: the shipped fixtures)."
@@ -104,11 +127,14 @@ class Settings(BaseSettings):
     )
     web_secure_cookie: bool = Field(
         default=False,
-        description="Mark the web UI's session cookie Secure (browsers then send it over HTTPS only). "
-        "Turn on whenever the UI is reached through TLS, which is every deployment beyond one laptop.",
+        description="Force the web UI's session cookie Secure (browsers then send it over HTTPS only) "
+        "in test mode too; outside test mode it is always Secure.",
     )
     login_max_failures: int = Field(
-        default=5, ge=1, description="Failed web logins per username within LOGIN_WINDOW_S before it is held."
+        default=5,
+        ge=1,
+        description="Failed web logins per username from one address within LOGIN_WINDOW_S before it "
+        "is held there (an address may fail four times as often in all).",
     )
     login_window_s: float = Field(
         default=900.0, gt=0, description="Seconds over which failed web logins are counted, and held."
@@ -122,7 +148,55 @@ class Settings(BaseSettings):
     @cached_property
     def effective_database_url(self) -> str:
         """The database URL in force: DATABASE_URL, or the SQLite file under HOME."""
-        return self.database_url or f"sqlite:///{self.home / 'edi_gateway.sqlite3'}"
+        return self.database_url or f"sqlite:///{self.home / SQLITE_FILE}"
+
+    @property
+    def sqlite_file(self) -> Path | None:
+        """The SQLite database file the URL in force names, or None (another database, or in memory)."""
+        url = self.effective_database_url
+        prefix = "sqlite:///"
+        if not url.startswith(prefix):
+            return None
+        name = url[len(prefix) :].split("?", 1)[0]
+        return Path(name) if name and name != ":memory:" else None
+
+    def startup_problems(self) -> list[str]:
+        """What keeps the gateway from starting with these settings, each naming its variable.
+
+        Empty when it may start. Outside test mode nothing test-only is chosen silently: the signing
+        key and certificate, the parties' certificates and the register source must be set.
+        """
+        problems: list[str] = []
+        if (self.signing_key is None) != (self.signing_cert is None):
+            problems.append("set both EDI_GATEWAY_SIGNING_KEY and EDI_GATEWAY_SIGNING_CERT, or neither")
+        elif self.signing_key is None and not self.test_mode:
+            problems.append(
+                "EDI_GATEWAY_SIGNING_KEY and EDI_GATEWAY_SIGNING_CERT must be set when "
+                "EDI_GATEWAY_TEST_MODE is off (a generated test PKI is for test mode only)"
+            )
+        if self.certificates_dir is None and not self.test_mode and self.apprec_signature != "off":
+            problems.append(
+                "EDI_GATEWAY_CERTIFICATES_DIR (the parties' certificates) must be set when "
+                "EDI_GATEWAY_TEST_MODE is off and EDI_GATEWAY_APPREC_SIGNATURE is not off"
+            )
+        if self.effective_registers is None:
+            problems.append(
+                "EDI_GATEWAY_REGISTERS must be set when EDI_GATEWAY_TEST_MODE is off "
+                "(fixtures is the register source available)"
+            )
+        return problems
+
+    @property
+    def effective_registers(self) -> Literal["fixtures"] | None:
+        """The register source in force: REGISTERS, else fixtures when REGISTERS_DIR or test mode says so."""
+        if self.registers is not None:
+            return self.registers
+        return "fixtures" if self.registers_dir is not None or self.test_mode else None
+
+    @property
+    def uses_test_pki(self) -> bool:
+        """True when the generated test PKI supplies our signing key or the parties' certificates."""
+        return self.test_mode and (self.signing_key is None or self.certificates_dir is None)
 
     @cached_property
     def effective_registers_dir(self) -> Path:

@@ -42,6 +42,7 @@ def cli_env(tmp_path: Path, pki_template: Path, amqp_url: str, queue_prefix: str
         "EDI_GATEWAY_HOME": str(home),
         "EDI_GATEWAY_AMQP_URL": amqp_url,
         "EDI_GATEWAY_QUEUE_PREFIX": queue_prefix,
+        "EDI_GATEWAY_TEST_MODE": "true",  # the copied test PKI signs, the fixture registers route
     }
     env.pop("EDI_GATEWAY_DATABASE_URL", None)
     yield env
@@ -90,9 +91,47 @@ def test_bad_setting_names_the_variable(cli_env: dict[str, str]) -> None:
     assert "EDI_GATEWAY_BATCH_SIZE" in result.stderr
 
 
+def _production(cli_env: dict[str, str]) -> dict[str, str]:
+    """The environment with TEST_MODE off and nothing production needs set."""
+    return {k: v for k, v in cli_env.items() if k != "EDI_GATEWAY_TEST_MODE"}
+
+
+@pytest.mark.parametrize("command", [["worker"], ["web", "--port", "8199"], ["setup"]])
+def test_production_without_a_signing_key_refuses_to_start_with_one_line(
+    cli_env: dict[str, str], command: list[str]
+) -> None:
+    """TEST_MODE off and no key: the command exits 2 with one stderr line naming the settings to set."""
+    result = _run(command, _production(cli_env), timeout=60)
+    assert result.returncode == 2, result.stdout + result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("error: EDI_GATEWAY_SIGNING_KEY and EDI_GATEWAY_SIGNING_CERT must be set when ")
+    assert "EDI_GATEWAY_TEST_MODE is off" in line and "EDI_GATEWAY_REGISTERS must be set" in line
+    assert "Traceback" not in result.stdout + result.stderr
+
+
+def test_production_without_a_register_choice_refuses_to_start(cli_env: dict[str, str]) -> None:
+    """With our key and the parties' certificates set but no register source, worker names REGISTERS."""
+    pki = Path(cli_env["EDI_GATEWAY_HOME"]) / "pki"
+    env = {
+        **_production(cli_env),
+        "EDI_GATEWAY_SIGNING_KEY": str(pki / "8100001.key.pem"),
+        "EDI_GATEWAY_SIGNING_CERT": str(pki / "8100001.cert.pem"),
+        "EDI_GATEWAY_CERTIFICATES_DIR": str(pki),
+    }
+    result = _run(["worker"], env, timeout=60)
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "error: EDI_GATEWAY_REGISTERS must be set when EDI_GATEWAY_TEST_MODE is off "
+        "(fixtures is the register source available)"
+    )
+
+
 def test_demo_runs_the_whole_loop_and_prints_the_table(cli_env: dict[str, str]) -> None:
-    """The demo closes the loop: AppRecs ack most messages, one receiver rejects, one goes overdue."""
-    result = _run(["demo", "--deadline", "4"], cli_env)
+    """The demo closes the loop: AppRecs ack most messages, one receiver rejects, one goes overdue.
+
+    It sets test mode itself: the environment here has TEST_MODE off.
+    """
+    result = _run(["demo", "--deadline", "4"], _production(cli_env))
     assert result.returncode == 0, result.stdout + result.stderr
     out = result.stdout
     for label in (

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 
 from edi_gateway.logging import configure_logging, get_logger
 
@@ -24,3 +25,71 @@ def test_json_lines_and_redaction() -> None:
     assert "23915700969" not in out.getvalue() and "07926217857" not in out.getvalue()
     assert line["text"] == "pasient *********** ferdig"
     assert line["msg_id"] == "abc" and line["her_id"] == 8100011
+
+
+def _boom() -> None:
+    raise ValueError("no kommune for pasient 23915700969")
+
+
+def test_a_logged_exception_has_its_person_number_masked_in_the_traceback() -> None:
+    """logger.exception renders the traceback into the line, with the 11-digit number masked."""
+    out = io.StringIO()
+    configure_logging(stream=out, json=True)
+    try:
+        _boom()
+    except ValueError:
+        get_logger("t").exception("request failed", request_id="r1")
+    line = json.loads(out.getvalue().strip().splitlines()[-1])
+    assert "23915700969" not in out.getvalue()
+    assert line["exception"].endswith("ValueError: no kommune for pasient ***********")
+    assert "_boom" in line["exception"]  # the traceback itself is kept
+
+
+def test_library_log_lines_with_tracebacks_are_masked_json_too() -> None:
+    """A standard-library logger's line, its %-arguments and its exc_info traceback, is masked JSON."""
+    out = io.StringIO()
+    configure_logging(stream=out, json=True)
+    try:
+        _boom()
+    except ValueError:
+        logging.getLogger("pika.adapters").error("callback for %s failed", "07926217857", exc_info=True)
+    line = json.loads(out.getvalue().strip().splitlines()[-1])
+    assert "23915700969" not in out.getvalue() and "07926217857" not in out.getvalue()
+    assert (line["event"], line["level"], line["logger"]) == (
+        "callback for *********** failed",
+        "error",
+        "pika.adapters",
+    )
+    assert line["exception"].endswith("ValueError: no kommune for pasient ***********")
+
+
+def test_stack_info_is_rendered_and_masked() -> None:
+    """stack_info=True adds the stack as text, masked like every other value, for ours and libraries' lines."""
+    out = io.StringIO()
+    configure_logging(stream=out, json=True)
+    get_logger("t").info("where 23915700969", stack_info=True)
+    logging.getLogger("alembic").warning("where %s", "07926217857", stack_info=True)
+    ours, theirs = (json.loads(raw) for raw in out.getvalue().strip().splitlines()[-2:])
+    assert ours["event"] == "where ***********" and "test_stack_info_is_rendered_and_masked" in ours["stack"]
+    assert (
+        theirs["event"] == "where ***********" and "test_stack_info_is_rendered_and_masked" in theirs["stack"]
+    )
+    assert "stack_info" not in ours and "stack_info" not in theirs
+
+
+def test_console_rendering_masks_tracebacks_too() -> None:
+    """The pretty (TTY) renderer gets the same masked traceback text."""
+    out = io.StringIO()
+    configure_logging(stream=out, json=False)
+    try:
+        _boom()
+    except ValueError:
+        get_logger("t").exception("request failed")
+        logging.getLogger("uvicorn.error").exception("Exception in ASGI application")
+    assert "23915700969" not in out.getvalue()
+    assert out.getvalue().count("ValueError: no kommune for pasient ***********") == 2
+
+
+def teardown_module() -> None:
+    """Later tests expect the default configuration (stdout), not this module's buffers."""
+    configure_logging()

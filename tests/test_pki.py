@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import multiprocessing
+import os
 import stat
 from multiprocessing.synchronize import Barrier
 from pathlib import Path
@@ -138,6 +139,21 @@ def test_directory_is_created_private(tmp_path: Path) -> None:
     directory = tmp_path / "home" / "pki"
     ensure_test_pki(directory, PARTIES[:1])
     assert stat.S_IMODE(directory.stat().st_mode) == 0o700
+
+
+def test_keys_and_folder_are_owner_only_under_umask_000(tmp_path: Path) -> None:
+    """With umask 000 the folder is still 0700, every key 0600, and certificates 0644."""
+    old = os.umask(0)
+    try:
+        pki = ensure_test_pki(tmp_path / "pki", PARTIES[:1])
+    finally:
+        os.umask(old)
+    her_id = PARTIES[0][0]
+    modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in (pki.ca_key_path, pki.key_path(her_id))}
+    assert modes == {"ca.key.pem": 0o600, f"{her_id}.key.pem": 0o600}
+    assert stat.S_IMODE(pki.cert_path(her_id).stat().st_mode) == 0o644
+    assert stat.S_IMODE(pki.directory.stat().st_mode) == 0o700
+    assert stat.S_IMODE((pki.directory / ".pki.lock").stat().st_mode) == 0o600
 
 
 @pytest.mark.parametrize("party", [(0, "Zero"), (-5, "Negative"), (8100001, "  ")])
