@@ -17,7 +17,14 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from edi_gateway.cli_common import OPERATOR_ENV, OPERATOR_HELP, acting_operator, load_settings, parse_when
+from edi_gateway.cli_common import (
+    OPERATOR_ENV,
+    OPERATOR_HELP,
+    acting_operator,
+    fail,
+    load_settings,
+    parse_when,
+)
 from edi_gateway.domain.states import MessageState
 from edi_gateway.errors import EdiGatewayError
 from edi_gateway.localtime import shown
@@ -31,10 +38,13 @@ registry_app = typer.Typer(help="Look up the registers the way routing sees them
 
 
 def register(app: typer.Typer) -> None:
-    """Add the operator read commands to the main command line."""
+    """Add the operator read commands, and the token/role/unlock account commands, to the command line."""
+    from edi_gateway import cli_accounts
+
     app.add_typer(messages_app, name="messages")
     app.add_typer(registry_app, name="registry")
     app.command("report")(report_command)
+    cli_accounts.register()  # extends the ``operators`` group the write commands define
 
 
 # -- plumbing --------------------------------------------------------------------------------------
@@ -49,13 +59,11 @@ def _gateway() -> Iterator[Gateway]:
     try:
         gateway = open_gateway(settings)
     except EdiGatewayError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(1) from exc
+        raise fail(exc) from exc
     try:
         yield gateway
     except EdiGatewayError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(1) from exc
+        raise fail(exc) from exc
     except ValueError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
@@ -226,6 +234,8 @@ def format_detail(d: queries.MessageDetail) -> str:
         ("attempts/resends", f"{d.attempts} / {d.resends}"),
         ("conversation_ref", _text(d.conversation_ref)),
     ]
+    if d.routing is not None:
+        fields.append(("routing", f"{d.routing.service_code} ({d.routing.rule}): {d.routing.reason}"))
     width = max(len(k) for k, _ in fields)
     out = [f"{k.ljust(width)}  {v}" for k, v in fields]
     out += ["", "AppRecs:"] + (_apprec_lines(d.apprecs) or ["  none"])

@@ -50,7 +50,11 @@ def cli(tmp_path: Path, pki_template: Path, database_url: str) -> Iterator[Cli]:
     with Store.connect(database_url, clock=clock) as store:
         store.migrate()
         scenario = fill_scenario(store, Builder(clock), clock)
-    env = {"EDI_GATEWAY_HOME": str(home), "EDI_GATEWAY_DATABASE_URL": database_url}
+    env = {
+        "EDI_GATEWAY_HOME": str(home),
+        "EDI_GATEWAY_DATABASE_URL": database_url,
+        "EDI_GATEWAY_TEST_MODE": "true",  # the copied test PKI signs, the fixture registers route
+    }
     yield Cli(env, home, database_url, scenario)
 
 
@@ -176,11 +180,12 @@ def test_messages_show_xml_prints_the_signed_message_and_audits_it(cli: Cli) -> 
 
 
 def test_registry_lookup_prints_the_kommune_and_its_chosen_service(cli: Cli) -> None:
-    """A kommunenummer prints the kommune, its services and the one routing chooses."""
+    """A kommunenummer prints the kommune, its services, the one routing chooses and why."""
     result = cli.run("registry", "lookup", "4026")
     assert result.exit_code == 0, result.output
     assert "name: Tinn kommune" in result.stdout
-    assert "chosen_service:" in result.stdout and "code: KP02" in result.stdout
+    assert "chosen_service:\n  her_id: 8100057\n  name: Tjenestekontoret\n  code: KD0501\n" in result.stdout
+    assert "chosen_reason: tjenestekontor (KD0501) registered" in result.stdout
 
 
 def test_registry_lookup_of_a_person_prints_json_with_the_patient_masked_and_audits_it(cli: Cli) -> None:
@@ -191,7 +196,7 @@ def test_registry_lookup_of_a_person_prints_json_with_the_patient_masked_and_aud
     )
     assert result.exit_code == 0, result.output
     answer = json.loads(result.stdout)
-    assert (answer["bosted_kommunenummer"], answer["kommune"]["chosen_service"]["code"]) == ("4003", "KX06")
+    assert (answer["bosted_kommunenummer"], answer["kommune"]["chosen_service"]["code"]) == ("4003", "KD0501")
     assert answer["fastlege"] is not None
     _no_full_person_number(result.stdout)
     with Store.connect(cli.database_url) as store:

@@ -22,11 +22,45 @@ class Organisation:
 
 @dataclass(frozen=True, slots=True)
 class Service:
-    """A tjeneste under a virksomhet, typed by kodeverk 8663 (e.g. KX06 Kreftkoordinator)."""
+    """A tjeneste under a virksomhet, typed by kodeverk 8663 (e.g. KD0501 Tjenestekontoret)."""
 
     her_id: int
     name: str
     code: str
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceChoice:
+    """Which kommune service routing chose, and why (recorded with the message, shown to operators).
+
+    Attributes:
+        service: the service chosen.
+        reason: why, in plain language (e.g. that no tjenestekontor is registered); no personal data.
+        preference: the kodeverk 8663 preference that was in force, most preferred first.
+        rule: where that preference comes from: ``default`` or ``kommune <kommunenummer>`` (an override).
+    """
+
+    service: Service
+    reason: str
+    preference: tuple[str, ...]
+    rule: str = "default"
+
+    @property
+    def fallback(self) -> bool:
+        """Whether a less preferred service was chosen because the first preference is not registered."""
+        return not self.preference or self.service.code != self.preference[0]
+
+    def as_details(self) -> dict[str, object]:
+        """The choice as JSON-able values (for the message's first event)."""
+        return {
+            "service_code": self.service.code,
+            "service_her_id": self.service.her_id,
+            "service_name": self.service.name,
+            "reason": self.reason,
+            "fallback": self.fallback,
+            "preference": list(self.preference),
+            "rule": self.rule,
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +90,7 @@ class Receiver:
         queue: the AMQP queue the register names for the receiving system (``<herId>_async``).
         service: the kommune service, addressed as the nested ``Organisation``.
         practitioner: the fastlege, addressed as ``HealthcareProfessional``.
+        choice: how routing chose ``service`` and why, when routing chose it (a kommune receiver).
     """
 
     kind: ReceiverKind
@@ -63,6 +98,7 @@ class Receiver:
     queue: str
     service: Service | None = None
     practitioner: Practitioner | None = None
+    choice: ServiceChoice | None = None
 
     @property
     def addressed_her_id(self) -> int:

@@ -11,7 +11,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from edi_gateway.domain.model import Coded, ReceiverContact, Service
+from edi_gateway.domain.model import Coded, ReceiverContact, Service, ServiceChoice
 
 
 class _Rule(BaseModel):
@@ -52,10 +52,15 @@ class ReceiverContactRule(_Rule):
 
 
 class RoutingRules(_Rule):
-    """The whole rule set: defaults plus per-kommune overrides."""
+    """The whole rule set: defaults plus per-kommune overrides.
+
+    Attributes:
+        service_names: a plain word per kodeverk 8663 code, for the recorded reason of a choice.
+    """
 
     message: MessageRule
     routing: RoutingRule
+    service_names: dict[str, str] = Field(default_factory=dict)
     receiver_contact: dict[str, ReceiverContactRule] = Field(default_factory=dict)
     kommuner: dict[str, RoutingRule] = Field(default_factory=dict)
 
@@ -73,6 +78,19 @@ class RoutingRules(_Rule):
         override = self.kommuner.get(kommunenummer)
         return (override or self.routing).service_preference
 
+    def rule_name(self, kommunenummer: str) -> str:
+        """Return where the preference for ``kommunenummer`` comes from: ``default`` or ``kommune <nr>``."""
+        return f"kommune {kommunenummer}" if kommunenummer in self.kommuner else "default"
+
+    def choose(self, kommunenummer: str, services: Sequence[Service]) -> ServiceChoice | None:
+        """Choose among a kommune's services by the preference in force there (see ``choose_service``)."""
+        return choose_service(
+            services,
+            self.service_preference(kommunenummer),
+            names=self.service_names,
+            rule=self.rule_name(kommunenummer),
+        )
+
     def tema(self, samhandlingspunkt: int) -> str:
         """Return the Tema wording for a samhandlingspunkt."""
         return self.message.tema[samhandlingspunkt]
@@ -83,16 +101,40 @@ class RoutingRules(_Rule):
         return None if rule is None else ReceiverContact(profession=rule.profession.to_coded())
 
 
-def choose_service(services: Sequence[Service], preference: Sequence[str]) -> Service | None:
-    """Return the kommune's service with the most preferred 8663 code, or None when none matches.
+def choose_service(
+    services: Sequence[Service],
+    preference: Sequence[str],
+    *,
+    names: Mapping[str, str] | None = None,
+    rule: str = "default",
+) -> ServiceChoice | None:
+    """Return the kommune's service with the most preferred 8663 code and why, or None when none matches.
 
     Among several services with the same code, the first registered wins (registers list the main
-    one first).
+    one first). The reason names the more preferred codes the kommune has no service for.
+
+    Args:
+        services: the kommune's services as the Adresseregister lists them.
+        preference: kodeverk 8663 codes, most preferred first.
+        names: a plain word per code for the reason (``KD0501`` → ``tjenestekontor``).
+        rule: where ``preference`` comes from, recorded with the choice.
     """
     by_code: dict[str, Service] = {}
     for service in services:
         by_code.setdefault(service.code, service)
-    for code in preference:
+    for rank, code in enumerate(preference):
         if code in by_code:
-            return by_code[code]
+            reason = _reason(preference[:rank], code, names or {}, rule)
+            return ServiceChoice(by_code[code], reason, tuple(preference), rule)
     return None
+
+
+def _reason(missing: Sequence[str], chosen: str, names: Mapping[str, str], rule: str) -> str:
+    def label(code: str) -> str:
+        return f"{names[code]} ({code})" if code in names else code
+
+    source = "the routing rules" if rule == "default" else f"the routing rule for {rule}"
+    if not missing:
+        return f"{label(chosen)} registered: the first preference of {source}"
+    absent = " or ".join(label(code) for code in missing)
+    return f"no {absent} registered; falls back to {label(chosen)}, the next preference of {source}"

@@ -127,6 +127,7 @@ class MessageBuilder:
             msg_type=message.msg_type.v,
             conversation_ref=conversation_ref,
             deadline_at=None,
+            routing=receiver.choice.as_details() if receiver.choice is not None else None,
         )
 
     def _outbound(

@@ -1,7 +1,8 @@
 """Receiver resolution: from a request's patient to the kommune service (and the fastlege) to address.
 
-Asks the registers, then lets the pure routing rules choose. A kommune that cannot be routed to rejects
-the request; a missing fastlege is a per-receiver problem and the kommune message still goes.
+Asks the registers, then lets the pure routing rules choose: the kommune's tjenestekontor by default,
+and the receiver carries the choice and its reason. A kommune that cannot be routed to rejects the
+request; a missing fastlege is a per-receiver problem and the kommune message still goes.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from edi_gateway.domain.model import Receiver, ReceiverKind
-from edi_gateway.domain.routing import RoutingRules, choose_service
+from edi_gateway.domain.routing import RoutingRules
 from edi_gateway.errors import Problem, RequestRejected
 from edi_gateway.registers.base import Registers
 
@@ -73,9 +74,9 @@ def resolve_receivers(
                 )
             ]
         )
-    preference = rules.service_preference(kommunenummer)
-    service = choose_service(kommune.services, preference)
-    if service is None:
+    choice = rules.choose(kommunenummer, kommune.services)
+    if choice is None:
+        preference = rules.service_preference(kommunenummer)
         raise RequestRejected(
             [
                 Problem(
@@ -85,7 +86,11 @@ def resolve_receivers(
                 )
             ]
         )
-    receivers = [Receiver(ReceiverKind.KOMMUNE, kommune.organisation, kommune.queue, service=service)]
+    receivers = [
+        Receiver(
+            ReceiverKind.KOMMUNE, kommune.organisation, kommune.queue, service=choice.service, choice=choice
+        )
+    ]
     problems: list[Problem] = []
     if send_to_fastlege:
         gp = registers.fastlege.fastlege_for(person_id)

@@ -88,6 +88,8 @@ class NewMessage:
         msg_type: ``MsgInfo/Type`` V (e.g. ``DIALOG_HELSEFAGLIG``).
         conversation_ref: MsgId of an earlier message this one continues (a rebuild), if any.
         deadline_at: when an AppRec is due, if a deadline is set at build time.
+        routing: how routing chose the kommune service and why (``ServiceChoice.as_details``), kept
+            under ``routing`` in the details of the message's first event; None for other receivers.
     """
 
     msg_id: str
@@ -101,6 +103,7 @@ class NewMessage:
     msg_type: str
     conversation_ref: str | None = None
     deadline_at: datetime | None = None
+    routing: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)

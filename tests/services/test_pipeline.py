@@ -27,7 +27,7 @@ def _expected_receivers(request: dict[str, Any]) -> set[tuple[int, int]]:
     """(virksomhet HER-id, addressed HER-id) pairs the registers say this request must reach."""
     kommune = REGISTERS.address.kommune(REGISTERS.population.bosted_kommune(request["patient"]["id"]))
     assert kommune is not None
-    service = next(s for code in ("KX06", "KD0501", "KP02") for s in kommune.services if s.code == code)
+    service = next(s for code in ("KD0501", "KX06", "KP02") for s in kommune.services if s.code == code)
     expected = {(kommune.her_id, service.her_id)}
     gp = REGISTERS.fastlege.fastlege_for(request["patient"]["id"]) if request["send_to_fastlege"] else None
     if gp is not None:

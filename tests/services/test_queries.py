@@ -302,9 +302,9 @@ def test_a_person_lookup_gives_kommune_chosen_service_and_fastlege(
     assert answer["bosted_kommunenummer"] == "4001"
     assert answer["kommune"]["name"] == "Porsgrunn kommune"
     assert answer["kommune"]["chosen_service"] == {
-        "her_id": 8100006,
-        "name": "Kreftkoordinator",
-        "code": "KX06",
+        "her_id": 8100007,
+        "name": "Tjenestekontoret",
+        "code": "KD0501",
     }
     assert (
         answer["fastlege"]["her_id"] == 8100098 and answer["fastlege"]["legekontor"]["kind"] == "legekontor"
@@ -312,13 +312,25 @@ def test_a_person_lookup_gives_kommune_chosen_service_and_fastlege(
     assert PATIENT_A not in json.dumps(answer)
 
 
-def test_a_kommune_lookup_follows_its_routing_override(registers: Registers, rules: RoutingRules) -> None:
-    """Tinn (4026) has its own preference, so the hjemmesykepleie is chosen there."""
+def test_a_kommune_lookup_shows_the_chosen_service_and_why(registers: Registers, rules: RoutingRules) -> None:
+    """Tinn (4026) follows the default rule: its tjenestekontor is chosen, and the reason says so."""
     answer = registry_lookup(registers, rules, "4026")
     assert (answer["query_kind"], answer["found"], answer["name"]) == ("kommune", True, "Tinn kommune")
-    assert answer["service_preference"] == ["KP02", "KD0501"]
-    assert answer["chosen_service"]["code"] == "KP02"
-    assert {s["code"] for s in answer["services"]} >= {"KP02"}
+    assert (answer["service_preference"], answer["routing_rule"]) == (["KD0501", "KX06", "KP02"], "default")
+    assert answer["chosen_service"]["code"] == "KD0501"
+    assert (
+        answer["chosen_reason"]
+        == "tjenestekontor (KD0501) registered: the first preference of the routing rules"
+    )
+
+
+def test_a_kommune_lookup_without_tjenestekontor_shows_the_fallback(
+    registers: Registers, rules: RoutingRules
+) -> None:
+    """Seljord (4022) has no tjenestekontor: the kreftkoordinator is chosen and the reason names the gap."""
+    answer = registry_lookup(registers, rules, "4022")
+    assert answer["chosen_service"]["code"] == "KX06"
+    assert answer["chosen_reason"].startswith("no tjenestekontor (KD0501) registered")
 
 
 def test_her_id_lookups_name_the_party_and_its_virksomhet(registers: Registers, rules: RoutingRules) -> None:
@@ -327,7 +339,7 @@ def test_her_id_lookups_name_the_party_and_its_virksomhet(registers: Registers, 
     assert (kommune["role"], kommune["name"], kommune["virksomhet"]["chosen_service"]["her_id"]) == (
         "virksomhet",
         "Skien kommune",
-        8100011,
+        8100012,
     )
     service = registry_lookup(registers, rules, "8100006")
     assert (service["role"], service["code"], service["virksomhet"]["her_id"]) == ("service", "KX06", 8100005)

@@ -1,6 +1,9 @@
-"""Receiver resolution: the kommune service by preference, the fastlege on request, clear rejections."""
+"""Receiver resolution: the tjenestekontor (or the recorded fallback), the fastlege on request, clear rejections."""
 
 from __future__ import annotations
+
+import shutil
+from pathlib import Path
 
 import pytest
 import yaml
@@ -10,7 +13,8 @@ from edi_gateway.domain.routing import RoutingRules
 from edi_gateway.errors import RequestRejected
 from edi_gateway.registers.fixtures import load_fixture_registers
 from edi_gateway.resources import resource_dir
-from edi_gateway.services.receivers import resolve_receivers
+from edi_gateway.services.context import load_routing_rules
+from edi_gateway.services.receivers import Resolution, resolve_receivers
 
 REGISTERS = load_fixture_registers(resource_dir("fixtures") / "registers")
 RULES = RoutingRules.from_documents(
@@ -19,40 +23,104 @@ RULES = RoutingRules.from_documents(
 )
 
 
-def _resolve(person_id: str, *, kommunenummer: str | None = None, fastlege: bool = False):  # type: ignore[no-untyped-def]
+def _resolve(
+    person_id: str,
+    *,
+    kommunenummer: str | None = None,
+    fastlege: bool = False,
+    rules: RoutingRules = RULES,
+) -> Resolution:
     return resolve_receivers(
         person_id=person_id,
         kommunenummer=kommunenummer,
         send_to_fastlege=fastlege,
         registers=REGISTERS,
-        rules=RULES,
+        rules=rules,
     )
 
 
-def test_kommune_from_population_register_with_preferred_service() -> None:
-    """Knut Hansen lives in Skien; the kreftkoordinator (KX06) is chosen and reached on Skien's queue."""
+def test_kommune_from_population_register_gets_the_tjenestekontor() -> None:
+    """Knut Hansen lives in Skien; its tjenestekontor (KD0501) is chosen, although Skien has a KX06 too."""
     resolution = _resolve("23915700969")
     assert resolution.kommunenummer == "4003"
     (kommune,) = resolution.receivers
-    assert (kommune.kind, kommune.organisation.her_id, kommune.service.her_id) == (
+    assert (kommune.kind, kommune.organisation.her_id, kommune.service.her_id, kommune.service.code) == (
         ReceiverKind.KOMMUNE,
         8100010,
-        8100011,
+        8100012,
+        "KD0501",
     )
     assert kommune.queue == "8100010_async"
-    assert kommune.addressed_her_id == 8100011
+    assert kommune.addressed_her_id == 8100012
+    assert kommune.choice is not None and kommune.choice.service == kommune.service
+    assert not kommune.choice.fallback
+    assert (
+        kommune.choice.reason
+        == "tjenestekontor (KD0501) registered: the first preference of the routing rules"
+    )
+
+
+@pytest.mark.parametrize("kommunenummer", ["4001", "4003", "4005", "4010", "4018", "4026", "4034"])
+def test_every_kommune_with_a_tjenestekontor_gets_it(kommunenummer: str) -> None:
+    """Whatever other services a kommune has, a registered tjenestekontor is the receiver (Tinn included)."""
+    (kommune,) = _resolve("23915700969", kommunenummer=kommunenummer).receivers
+    assert kommune.service is not None and kommune.service.code == "KD0501"
+    assert kommune.choice is not None and (kommune.choice.fallback, kommune.choice.rule) == (False, "default")
+
+
+def test_kommune_without_tjenestekontor_falls_back_to_kreftkoordinator() -> None:
+    """Liv Nordmann lives in Bamble, registered without a tjenestekontor: KX06 gets it, and the reason says so."""
+    (kommune,) = _resolve("08818028386").receivers
+    assert (kommune.organisation.name, kommune.service.code, kommune.service.her_id) == (
+        "Bamble kommune",
+        "KX06",
+        8100025,
+    )
+    assert kommune.choice is not None and kommune.choice.fallback
+    assert kommune.choice.reason.startswith(
+        "no tjenestekontor (KD0501) registered; falls back to kreftkoordinator"
+    )
 
 
 def test_fallback_to_sykepleietjeneste_when_nothing_better() -> None:
-    """Fyresdal has neither KX06 nor KD0501, so the hjemmesykepleie (KP02) gets it."""
+    """Fyresdal has neither KD0501 nor KX06, so the hjemmesykepleie (KP02) gets it, and the reason names both."""
     (kommune,) = _resolve("43858828997").receivers
     assert kommune.service.code == "KP02" and kommune.organisation.her_id == 8100070
+    assert kommune.choice is not None
+    assert kommune.choice.reason.startswith(
+        "no tjenestekontor (KD0501) or kreftkoordinator (KX06) registered; falls back to hjemmesykepleie (KP02)"
+    )
 
 
-def test_per_kommune_override() -> None:
-    """Tinn's override prefers KP02 although it has a tjenestekontor."""
-    (kommune,) = _resolve("23915700969", kommunenummer="4026").receivers
-    assert kommune.service.code == "KP02"
+@pytest.fixture
+def override_rules(tmp_path: Path) -> RoutingRules:
+    """The shipped default.yaml with a kommuner.yaml that gives Skien (4003) its own preference."""
+    shutil.copy(resource_dir("routing_rules") / "default.yaml", tmp_path / "default.yaml")
+    (tmp_path / "kommuner.yaml").write_text(
+        '"4003":\n  service_preference: [KP02, KD0501]\n', encoding="utf-8"
+    )
+    return load_routing_rules(tmp_path)
+
+
+def test_per_kommune_override(override_rules: RoutingRules) -> None:
+    """An override in kommuner.yaml replaces the preference for its kommune only, and the choice names it."""
+    (skien,) = _resolve("23915700969", rules=override_rules).receivers
+    assert skien.service is not None and skien.service.code == "KP02"
+    assert skien.choice is not None and skien.choice.rule == "kommune 4003"
+    assert skien.choice.reason.endswith("the first preference of the routing rule for kommune 4003")
+    (porsgrunn,) = _resolve("18897219545", rules=override_rules).receivers
+    assert porsgrunn.service is not None and porsgrunn.service.code == "KD0501"
+
+
+def test_shipped_rules_have_no_override() -> None:
+    """The shipped kommuner.yaml has no entries: every kommune follows the default rule."""
+    assert RULES.kommuner == {}
+
+
+def test_fastlege_is_not_routed_by_service_choice() -> None:
+    """The fastlege receiver is addressed by person, with no service choice recorded."""
+    _kommune, gp = _resolve("23915700969", fastlege=True).receivers
+    assert (gp.service, gp.choice) == (None, None)
 
 
 def test_fastlege_added_when_asked() -> None:

@@ -36,6 +36,7 @@ from edi_gateway.services.queries.views import (
     Page,
     Report,
     ReportRow,
+    RoutingView,
     TimelineEntry,
 )
 
@@ -49,6 +50,7 @@ __all__ = [
     "Page",
     "Report",
     "ReportRow",
+    "RoutingView",
     "TimelineEntry",
     "counts_by_state",
     "list_messages",

@@ -19,6 +19,7 @@ from edi_gateway.services.queries.views import (
     MessageFilter,
     MessageRow,
     Page,
+    RoutingView,
     TimelineEntry,
 )
 from edi_gateway.store import AppRecRecord, EventRecord, Store
@@ -78,7 +79,24 @@ def message_detail(store: Store, msg_id: str) -> MessageDetail | None:
         timeline=_timeline(events, apprecs),
         apprecs=tuple(_apprec_view(a) for a in apprecs),
         related=message_rows(store, store.message_listings(store.related_msg_ids(msg_id))),
+        routing=_routing(events, msg_id),
     )
+
+
+def _routing(events: Iterable[EventRecord], msg_id: str) -> RoutingView | None:
+    """The service choice recorded in the details of the message's first event, if one is there."""
+    for e in events:
+        found = (e.details or {}).get("routing") if e.msg_id == msg_id else None
+        if isinstance(found, dict):
+            return RoutingView(
+                service_code=str(found.get("service_code", "")),
+                service_name=str(found.get("service_name", "")),
+                reason=str(found.get("reason", "")),
+                fallback=bool(found.get("fallback", False)),
+                preference=tuple(str(c) for c in found.get("preference", ())),
+                rule=str(found.get("rule", "default")),
+            )
+    return None
 
 
 def signed_xml(store: Store, msg_id: str) -> bytes | None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from edi_gateway.domain.identifiers import is_valid_her_id, mask_person_id
-from edi_gateway.domain.routing import RoutingRules, choose_service
+from edi_gateway.domain.routing import RoutingRules
 from edi_gateway.registers.base import Registers, Virksomhet
 
 
@@ -13,7 +13,7 @@ def registry_lookup(registers: Registers, rules: RoutingRules, query: str) -> di
     """Look a person number, kommunenummer or HER-id up in the registers, as routing would see it.
 
     * 11 digits, a person: the bosted kommune, the service routing would choose there, the fastlege.
-    * 4 digits, a kommune: its services and the one chosen (a 4-digit HER-id is tried next).
+    * 4 digits, a kommune: its services, the one chosen and why (a 4-digit HER-id is tried next).
     * other digits, a HER-id: the party and the virksomhet it belongs to.
 
     The answer is JSON-able, ``{"query_kind": ..., "found": bool, ...}``; a person shows masked.
@@ -62,14 +62,17 @@ def _person_lookup(registers: Registers, rules: RoutingRules, person_id: str) ->
 
 def _kommune_view(kommune: Virksomhet, rules: RoutingRules) -> dict[str, Any]:
     preference = rules.service_preference(kommune.kommunenummer)
-    chosen = choose_service(kommune.services, preference)
+    choice = rules.choose(kommune.kommunenummer, kommune.services)
+    chosen = None if choice is None else choice.service
     return {
         **_party(kommune),
         "service_preference": list(preference),
+        "routing_rule": rules.rule_name(kommune.kommunenummer),
         "services": [{"her_id": s.her_id, "name": s.name, "code": s.code} for s in kommune.services],
         "chosen_service": None
         if chosen is None
         else {"her_id": chosen.her_id, "name": chosen.name, "code": chosen.code},
+        "chosen_reason": None if choice is None else choice.reason,
     }
 
 

@@ -120,6 +120,27 @@ class AppRecView:
 
 
 @dataclass(frozen=True)
+class RoutingView:
+    """How routing chose a kommune message's service, as recorded when the message was built.
+
+    Attributes:
+        service_code: the kodeverk 8663 code of the service chosen (``KD0501`` for a tjenestekontor).
+        service_name: the service as the register named it.
+        reason: why, in plain language (e.g. ``no tjenestekontor (KD0501) registered; ...``).
+        fallback: whether a less preferred service was chosen.
+        preference: the preference in force, most preferred first.
+        rule: ``default`` or ``kommune <kommunenummer>`` (an override).
+    """
+
+    service_code: str
+    service_name: str
+    reason: str
+    fallback: bool
+    preference: tuple[str, ...]
+    rule: str
+
+
+@dataclass(frozen=True)
 class MessageDetail:
     """Everything about one message an operator needs to answer "did they get it?".
 
@@ -133,6 +154,8 @@ class MessageDetail:
         timeline: the request's events, this message's events and its AppRecs, in time order.
         apprecs: the AppRecs received for it, in order.
         related: the request's other messages and the replays linked by ConversationRef.
+        routing: the recorded service choice and its reason; None for a fastlege, an EPR-built
+            MsgHead, or a message stored before choices were recorded.
     """
 
     row: MessageRow
@@ -145,6 +168,7 @@ class MessageDetail:
     timeline: tuple[TimelineEntry, ...]
     apprecs: tuple[AppRecView, ...]
     related: tuple[MessageRow, ...]
+    routing: RoutingView | None = None
 
 
 @dataclass(frozen=True)

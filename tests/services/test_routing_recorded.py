@@ -1,0 +1,168 @@
+"""The service choice and its reason are recorded with each kommune message and shown in its detail."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from edi_gateway.cli import app
+from edi_gateway.domain.assessment_text import render_assessment
+from edi_gateway.domain.request import parse_request
+from edi_gateway.domain.states import RequestState
+from edi_gateway.services import queries
+from edi_gateway.services.building import MessageBuilder
+from edi_gateway.services.context import Gateway, open_gateway
+from edi_gateway.services.receivers import resolve_receivers
+from edi_gateway.settings import Settings
+from edi_gateway.store import NewMessage, NewRequest, RequestOutcome
+from edi_gateway.store.operators import NewReplay
+from tests.services.conftest import example, make_settings
+
+BAMBLE_PATIENT = "08818028386"  # lives in Bamble, which is registered without a tjenestekontor
+SELJORD_PATIENT = "16875837641"  # lives in Seljord, also without a tjenestekontor; has a fastlege
+SKIEN_PATIENT = "23915700969"
+
+
+@pytest.fixture
+def settings(tmp_path: Path, pki_template: Path, database_url: str) -> Settings:
+    """Settings with an own home and the parametrized database; no broker is used here."""
+    return make_settings(
+        tmp_path, pki_template, amqp_url="amqp://unused", database_url=database_url, queue_prefix="unused."
+    )
+
+
+@pytest.fixture
+def gateway(settings: Settings) -> Iterator[Gateway]:
+    """A gateway on a migrated store."""
+    gw = open_gateway(settings, migrate=True)
+    try:
+        yield gw
+    finally:
+        gw.close()
+
+
+def _store_request(gateway: Gateway, person_id: str, *, fastlege: bool = False) -> list[NewMessage]:
+    """Route, build and store one request the way the worker does; return its messages."""
+    data = example("kommune-and-fastlege" if fastlege else "kommune-only")
+    data["patient"]["id"] = person_id
+    body = json.dumps(data).encode()
+    request = parse_request(body, content_type="application/json", max_bytes=10**6, test_mode=True)
+    resolution = resolve_receivers(
+        person_id=person_id,
+        kommunenummer=None,
+        send_to_fastlege=fastlege,
+        registers=gateway.registers,
+        rules=gateway.rules,
+    )
+    builder = MessageBuilder(
+        gateway.settings, gateway.registers, gateway.rules, gateway.signer, gateway.names
+    )
+    text = render_assessment(request, kommune_name=resolution.receivers[0].organisation.name)
+    messages = [builder.build(request, r, resolution.kommunenummer, text) for r in resolution.receivers]
+    stored = NewRequest(
+        ref=str(uuid.uuid4()),
+        request_id=str(request.request_id),
+        state=RequestState.ROUTED,
+        received_at=gateway.store._now(),
+        content_type="application/json",
+        body=body,
+        samhandlingspunkt=1,
+        consent=True,
+        send_to_fastlege=fastlege,
+        kommunenummer=resolution.kommunenummer,
+        sender_unit_her_id=None,
+        problems=resolution.problems,
+        amqp_message_id=None,
+        amqp_correlation_id=None,
+        reason="routed",
+    )
+    gateway.store.save_outcomes([RequestOutcome(stored, tuple(messages))], actor="worker:test")
+    return messages
+
+
+def test_the_first_event_of_a_kommune_message_records_the_choice(gateway: Gateway) -> None:
+    """Skien's message goes to its tjenestekontor; the queued event's details say which and why."""
+    (message,) = _store_request(gateway, SKIEN_PATIENT)
+    first = gateway.store.events_for_message(message.msg_id)[0]
+    assert first.details == {
+        "routing": {
+            "service_code": "KD0501",
+            "service_her_id": 8100012,
+            "service_name": "Tjenestekontoret",
+            "reason": "tjenestekontor (KD0501) registered: the first preference of the routing rules",
+            "fallback": False,
+            "preference": ["KD0501", "KX06", "KP02"],
+            "rule": "default",
+        }
+    }
+
+
+def test_a_fallback_is_recorded_and_shown_and_the_fastlege_has_no_choice(gateway: Gateway) -> None:
+    """Seljord has no tjenestekontor: its message's detail names KX06 and the reason; the fastlege's has none."""
+    kommune, fastlege = _store_request(gateway, SELJORD_PATIENT, fastlege=True)
+    detail = queries.message_detail(gateway.store, kommune.msg_id)
+    assert detail is not None and detail.routing is not None
+    assert (detail.routing.service_code, detail.routing.fallback, detail.routing.rule) == (
+        "KX06",
+        True,
+        "default",
+    )
+    assert detail.routing.reason == (
+        "no tjenestekontor (KD0501) registered; falls back to kreftkoordinator (KX06), "
+        "the next preference of the routing rules"
+    )
+    gp_detail = queries.message_detail(gateway.store, fastlege.msg_id)
+    assert gp_detail is not None and gp_detail.routing is None
+    assert gateway.store.events_for_message(fastlege.msg_id)[0].details is None
+
+
+def test_messages_show_prints_the_choice_and_its_reason(gateway: Gateway, settings: Settings) -> None:
+    """``messages show`` prints a routing line; ``--json`` carries the routing object."""
+    (message,) = _store_request(gateway, BAMBLE_PATIENT)
+    env = {
+        "EDI_GATEWAY_HOME": str(settings.home),
+        "EDI_GATEWAY_DATABASE_URL": settings.database_url,
+        "EDI_GATEWAY_TEST_MODE": "true",
+    }
+    text = CliRunner().invoke(app, ["messages", "show", message.msg_id], env=env)
+    assert text.exit_code == 0, text.output
+    routing_line = next(line for line in text.stdout.splitlines() if line.startswith("routing"))
+    assert routing_line.split(None, 1)[1] == (
+        "KX06 (default): no tjenestekontor (KD0501) registered; falls back to kreftkoordinator (KX06), "
+        "the next preference of the routing rules"
+    )
+    as_json = CliRunner().invoke(app, ["messages", "show", message.msg_id, "--json"], env=env)
+    assert as_json.exit_code == 0, as_json.output
+    routing = json.loads(as_json.stdout)["routing"]
+    assert (routing["service_code"], routing["fallback"], routing["preference"]) == (
+        "KX06",
+        True,
+        ["KD0501", "KX06", "KP02"],
+    )
+
+
+def test_a_rebuilt_message_records_the_choice_of_its_own_routing(gateway: Gateway) -> None:
+    """A replay's new message keeps the replay details and adds the choice made when it was rebuilt."""
+    (old,) = _store_request(gateway, SKIEN_PATIENT)
+    new = NewMessage(
+        **{
+            **{f: getattr(old, f) for f in old.__dataclass_fields__},
+            "msg_id": str(uuid.uuid4()),
+            "conversation_ref": old.msg_id,
+        }
+    )
+    gateway.store.add_replay_message(
+        NewReplay(old_msg_id=old.msg_id, message=new, username="kari", kind="rebuild", reason="INC-1"),
+        actor="operator:kari",
+    )
+    first = gateway.store.events_for_message(new.msg_id)[0]
+    assert first.details is not None
+    assert (first.details["replay"], first.details["old_msg_id"]) == ("rebuild", old.msg_id)
+    assert first.details["routing"]["service_code"] == "KD0501"
+    detail = queries.message_detail(gateway.store, new.msg_id)
+    assert detail is not None and detail.routing is not None and detail.routing.service_code == "KD0501"
