@@ -159,9 +159,10 @@ def demo(
 
 
 def _register_operator_commands() -> None:
-    from edi_gateway import cli_ops, cli_replay, cli_web
+    from edi_gateway import cli_ops, cli_parked, cli_replay, cli_web
 
     cli_ops.register(app)
+    cli_parked.register(app)
     cli_replay.register(app)
     cli_web.register(app)
 

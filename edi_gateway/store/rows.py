@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -148,9 +149,15 @@ def outcome_rows(
                     at=now,
                     actor=actor,
                     reason="message built, signed and stored",
+                    details=creation_details(message),
                 )
             )
     return request_rows, message_rows, event_rows
+
+
+def creation_details(message: NewMessage) -> dict[str, Any] | None:
+    """Return the details of a new message's first event: how its receiver was chosen, if routing chose it."""
+    return {"routing": dict(message.routing)} if message.routing is not None else None
 
 
 def request_events(outcome: RequestOutcome, *, now: datetime, actor: str) -> list[dict[str, Any]]:
@@ -279,18 +286,37 @@ def apprec_row(apprec: NewAppRec) -> dict[str, Any]:
     }
 
 
+PARKED_RAW_KEEP_BYTES = 256 * 1024
+"""How much of a parked document the store keeps; a longer one is cut, its size and sha256 recorded."""
+
+
 def parked_row(document: NewParked) -> dict[str, Any]:
-    """Return the ``parked`` row of a document set aside, not yet resolved."""
+    """Return the ``parked`` row of a document set aside, not yet resolved.
+
+    Whatever arrives on the inbox may be parked, so the row is bounded: past ``PARKED_RAW_KEEP_BYTES``
+    only the beginning is kept, and ``details`` records ``raw_size`` (the original length),
+    ``raw_sha256`` (of the whole document) and ``raw_kept``.
+    """
+    details = dict(document.details) if document.details is not None else None
+    raw = document.raw
+    if len(raw) > PARKED_RAW_KEEP_BYTES:
+        cut = {
+            "raw_size": len(raw),
+            "raw_sha256": hashlib.sha256(raw).hexdigest(),
+            "raw_kept": PARKED_RAW_KEEP_BYTES,
+        }
+        details = {**(details or {}), **cut}
+        raw = raw[:PARKED_RAW_KEEP_BYTES]
     return {
         "kind": ParkedKind(document.kind).value,
         "code": document.code,
         "reason": document.reason,
         "received_at": aware(document.received_at, "received_at"),
-        "raw": document.raw,
+        "raw": raw,
         "amqp_message_id": document.amqp_message_id,
         "apprec_id": document.apprec_id,
         "msg_id": document.msg_id,
-        "details": dict(document.details) if document.details is not None else None,
+        "details": details,
         "resolved_at": None,
         "resolved_by": None,
         "resolution": None,

@@ -31,6 +31,7 @@ from edi_gateway.store.errors import DuplicateRequest, MessageNotFound
 from edi_gateway.store.lookups import by_asked, chunks, spellings
 from edi_gateway.store.moves import apply_transitions, lock_messages
 from edi_gateway.store.operators import OperatorStore
+from edi_gateway.store.parked import ParkedStore
 from edi_gateway.store.queries import QueryStore
 from edi_gateway.store.records import (
     EventRecord,
@@ -45,7 +46,7 @@ MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 MIGRATION_LOCK_KEY = 0x6564695F6777  # "edi_gw": any constant unique to this application
 
 
-class Store(QueryStore, OperatorStore, AcknowledgementStore):
+class Store(QueryStore, OperatorStore, AcknowledgementStore, ParkedStore):
     """Requests, messages and their event history; AppRecs, parked documents and receiver health.
 
     Build it with ``Store.connect(url)``; call ``migrate()`` once at set-up.

@@ -1,12 +1,15 @@
-"""Reading what operators and the overdue sweep need: parked documents, and messages by first send."""
+"""Reading what operators and the overdue sweep need: parked documents (bounded), and messages by first send."""
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 from datetime import timedelta
 
 from edi_gateway.domain.overdue import OverdueKind, PendingMessage, overdue_actions
 from edi_gateway.domain.states import MessageState
 from edi_gateway.store import NewParked, ParkedKind, Store, Transition
+from edi_gateway.store.rows import PARKED_RAW_KEEP_BYTES
 from tests.store.conftest import Builder, FakeClock
 
 ACTOR = "worker:test"
@@ -56,6 +59,68 @@ def test_a_resolved_document_leaves_the_unresolved_list(
         "operator:kari",
         "confirmed with the kommune",
     )
+
+
+def test_a_large_parked_document_is_cut_with_its_size_and_sha256_recorded(
+    store: Store, build: Builder
+) -> None:
+    """Past 256 KiB only the beginning is stored; details keep the original size and the whole sha256."""
+    huge = b"<AppRec>" + b"x" * (PARKED_RAW_KEEP_BYTES + 1000) + b"</AppRec>"
+    _park(store, dataclasses.replace(build.parked("apprec.malformed"), raw=huge))
+    (parked,) = store.list_parked()
+    assert parked.raw == huge[:PARKED_RAW_KEEP_BYTES]
+    assert parked.details == {
+        "sender_her_id": build.parked().details["sender_her_id"],  # type: ignore[index]
+        "raw_size": len(huge),
+        "raw_sha256": hashlib.sha256(huge).hexdigest(),
+        "raw_kept": PARKED_RAW_KEEP_BYTES,
+    }
+
+
+def test_a_parked_document_at_the_bound_is_kept_whole(store: Store, build: Builder) -> None:
+    """A document of exactly 256 KiB is stored as it came, with no size or sha256 added."""
+    exact = b"a" * PARKED_RAW_KEEP_BYTES
+    _park(store, dataclasses.replace(build.parked(), raw=exact))
+    (parked,) = store.list_parked()
+    assert (parked.raw, parked.details) == (exact, {"sender_her_id": build.parked().details["sender_her_id"]})  # type: ignore[index]
+
+
+def test_get_parked_returns_one_document_with_its_payload(store: Store, build: Builder) -> None:
+    """get_parked finds a document by id, payload and all; an unknown id is None."""
+    _park(store, build.parked("apprec.bad_signature", msg_id="m-1", apprec_id="a-1"))
+    (listed,) = store.list_parked()
+    found = store.get_parked(listed.id)
+    assert found == listed
+    assert store.get_parked(listed.id + 1000) is None
+
+
+def test_parked_page_lists_newest_first_without_payloads(
+    store: Store, build: Builder, clock: FakeClock
+) -> None:
+    """parked_page gives summaries newest first with the stored length, filtered, paged, with the total."""
+    first = build.parked("apprec.unknown_message")
+    clock.advance(minutes=1)
+    second = dataclasses.replace(build.parked("apprec.wrong_sender"), raw=b"<AppRec>longer one</AppRec>")
+    clock.advance(minutes=1)
+    third = build.parked("apprec.unknown_message")
+    _park(store, first, second, third)
+    oldest = store.list_parked()[0]
+    store.resolve_parked(oldest.id, by="operator:kari", resolution="resolved: resent")
+
+    waiting, total = store.parked_page()
+    assert total == 2
+    assert [(p.code, p.raw_kept) for p in waiting] == [
+        ("apprec.unknown_message", len(third.raw)),
+        ("apprec.wrong_sender", len(second.raw)),
+    ]
+    assert not hasattr(waiting[0], "raw")
+    handled, handled_total = store.parked_page(resolved=True)
+    assert ([p.id for p in handled], handled_total) == ([oldest.id], 1)
+    assert handled[0].resolution == "resolved: resent" and handled[0].resolved_by == "operator:kari"
+    everything, all_total = store.parked_page(resolved=None, limit=1, offset=2)
+    assert ([p.id for p in everything], all_total) == ([oldest.id], 3)
+    by_code, code_total = store.parked_page(resolved=None, code="apprec.unknown_message")
+    assert ({p.code for p in by_code}, code_total) == ({"apprec.unknown_message"}, 2)
 
 
 def test_messages_for_overdue_lists_sent_messages_by_first_send(
