@@ -24,6 +24,7 @@ from edi_gateway.cli_common import (
     failing_cleanly,
     load_settings,
     parse_when,
+    store_session,
 )
 from edi_gateway.logging import configure_logging
 from edi_gateway.settings import Settings
@@ -204,7 +205,6 @@ def operators_add(
 ) -> None:
     """Create an account; the password is asked for (twice), or read from stdin."""
     from edi_gateway.services.access import Role, audit, create_operator
-    from edi_gateway.store import Store
 
     try:
         chosen = Role(role)
@@ -212,7 +212,7 @@ def operators_add(
         raise typer.BadParameter("choose viewer, operator or admin", param_hint="--role") from exc
     password = _new_password(password_stdin)
     settings = _settings()
-    with failing_cleanly(), Store.connect(settings.effective_database_url) as store:
+    with store_session(settings) as store:
         created = create_operator(store, username, password, chosen, display_name)
         details = {"username": created.username, "role": created.role.value}
         audit(store, _system_actor(), action="create_operator", reason="command line", details=details)
@@ -228,11 +228,10 @@ def operators_password(
 ) -> None:
     """Set a new password for an account (asked for twice, or read from stdin)."""
     from edi_gateway.services.access import audit, set_password
-    from edi_gateway.store import Store
 
     password = _new_password(password_stdin)
     settings = _settings()
-    with failing_cleanly(), Store.connect(settings.effective_database_url) as store:
+    with store_session(settings) as store:
         set_password(store, username, password)
         audit(
             store,
@@ -250,30 +249,12 @@ def _new_password(from_stdin: bool) -> str:
     return str(typer.prompt("Password", hide_input=True, confirmation_prompt=True))
 
 
-@operators_app.command("token")
-def operators_token(
-    username: Annotated[str, typer.Argument(help="The account the token acts for.")],
-    label: Annotated[str, typer.Option("--label", help="What the token is for, e.g. the EPR's monitoring.")],
-) -> None:
-    """Create an API token for an account; it is printed this once and stored only as a hash."""
-    from edi_gateway.services.access import audit, create_token
-    from edi_gateway.store import Store
-
-    settings = _settings()
-    with failing_cleanly(), Store.connect(settings.effective_database_url) as store:
-        token = create_token(store, username, label=label)
-        details = {"username": username, "label": label}
-        audit(store, _system_actor(), action="create_token", reason="command line", details=details)
-    typer.echo(token)
-
-
 @operators_app.command("list")
 def operators_list() -> None:
     """List the accounts: username, role, enabled or not, display name."""
-    from edi_gateway.store import Store
 
     settings = _settings()
-    with failing_cleanly(), Store.connect(settings.effective_database_url) as store:
+    with store_session(settings) as store:
         for record in store.list_operators():
             status = "disabled" if record.disabled else "enabled"
             typer.echo(f"{record.username}\t{record.role}\t{status}\t{record.display_name}")
@@ -286,10 +267,9 @@ def operators_disable(
 ) -> None:
     """Disable an account (its sign-ins and tokens stop working), or enable it again."""
     from edi_gateway.services.access import audit
-    from edi_gateway.store import Store
 
     settings = _settings()
-    with failing_cleanly(), Store.connect(settings.effective_database_url) as store:
+    with store_session(settings) as store:
         if not store.set_operator_disabled(username, not enable):
             typer.echo(f"error: no operator named {username!r}", err=True)
             raise typer.Exit(1)
@@ -319,10 +299,9 @@ def audit_search(
 ) -> None:
     """Search the audit log, newest first; the search itself is audited."""
     from edi_gateway.services.access import Role, bind_patient_key, load_patient_key, search_audit_as
-    from edi_gateway.store import Store
 
     settings = _settings()
-    with failing_cleanly(), Store.connect(settings.effective_database_url) as store:
+    with store_session(settings) as store:
         bind_patient_key(store, load_patient_key(settings))
         who = acting_operator(store, admin, Role.ADMIN)
         entries = search_audit_as(

@@ -17,6 +17,13 @@ def web(
         str, typer.Option(help="Address to listen on (0.0.0.0 for every interface).")
     ] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port.", min=1, max=65535)] = 8080,
+    forwarded_allow_ips: Annotated[
+        str,
+        typer.Option(
+            help="Comma-separated addresses of reverse proxies whose X-Forwarded-Proto and "
+            "X-Forwarded-For are believed (the scheme decides HSTS; the address, the login limits)."
+        ),
+    ] = "127.0.0.1",
 ) -> None:
     """Serve the web UI and the REST API (/api/...), with /healthz, /readyz and /metrics."""
     import uvicorn
@@ -31,4 +38,12 @@ def web(
         application = create_app(settings)
     typer.echo(f"edi_gateway web UI on http://{host}:{port}/ (API docs: /api/docs)")
     # uvicorn's access log prints query strings, which may hold filter values; the app logs paths only.
-    uvicorn.run(application, host=host, port=port, access_log=False, log_config=None)
+    uvicorn.run(
+        application,
+        host=host,
+        port=port,
+        access_log=False,
+        log_config=None,
+        proxy_headers=True,
+        forwarded_allow_ips=forwarded_allow_ips,
+    )

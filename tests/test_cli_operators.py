@@ -1,4 +1,7 @@
-"""The account commands that need no broker: ``operators list|disable|password``, on SQLite and PostgreSQL."""
+"""The account commands that need no broker: ``operators list|disable|password|role|unlock|token``.
+
+On SQLite and PostgreSQL.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +13,17 @@ from typer.testing import CliRunner, Result
 
 from edi_gateway.cli import app
 from edi_gateway.logging import configure_logging
-from edi_gateway.services.access import Role, authenticate, bind_patient_key, load_patient_key, search_audit
+from edi_gateway.services.access import (
+    Role,
+    authenticate,
+    authenticate_token,
+    bind_patient_key,
+    load_patient_key,
+    logins_reset_at,
+    search_audit,
+    session_epoch,
+    session_operator,
+)
 from edi_gateway.settings import Settings
 from edi_gateway.store import Store
 
@@ -93,3 +106,63 @@ def test_operators_password_refuses_a_short_password_and_an_unknown_account(acco
     assert unknown.exit_code == 1 and "no operator named 'nobody'" in unknown.stderr
     with accounts.store() as store:
         assert authenticate(store, "kari", PASSWORD) is not None
+
+
+def test_tokens_are_created_with_an_expiry_listed_without_secret_and_revoked(accounts: Accounts) -> None:
+    """``token create --expires-days`` prints a working token; ``token list`` hides it; ``token revoke`` ends it."""
+    accounts.add("kari", Role.OPERATOR)
+    created = accounts.run("operators", "token", "create", "kari", "--label", "ci", "--expires-days", "7")
+    assert created.exit_code == 0, created.output
+    token = created.stdout.strip()
+    with accounts.store() as store:
+        assert authenticate_token(store, token) is not None
+        (record,) = store.list_api_tokens("kari")
+        assert record.expires_at is not None and (record.expires_at - record.created_at).days == 7
+    listed = accounts.run("operators", "token", "list")
+    assert listed.exit_code == 0, listed.output
+    header, _, row = listed.stdout.splitlines()
+    assert header.split() == ["ID", "USERNAME", "LABEL", "CREATED", "EXPIRES", "LAST_USED", "STATUS"]
+    assert row.split()[:3] == [str(record.id), "kari", "ci"] and row.split()[-1] == "live"
+    assert token not in listed.stdout
+    revoked = accounts.run("operators", "token", "revoke", str(record.id))
+    assert revoked.exit_code == 0, revoked.output
+    with accounts.store() as store:
+        assert authenticate_token(store, token) is None
+        assert [e.details for e in search_audit(store) if e.action == "revoke_token"] == [
+            {"token_id": record.id, "username": "kari"}
+        ]
+    assert accounts.run("operators", "token", "list", "kari").stdout.splitlines()[2].split()[-1] == "revoked"
+    unknown = accounts.run("operators", "token", "revoke", "9999")
+    assert unknown.exit_code == 1 and "no API token with id 9999" in unknown.stderr
+    too_long = accounts.run("operators", "token", "create", "kari", "--label", "x", "--expires-days", "9999")
+    assert too_long.exit_code == 2
+
+
+def test_operators_role_changes_the_role_and_ends_the_sessions(accounts: Accounts) -> None:
+    """``operators role`` sets the role, bumps the session epoch and is audited; a bad role is a usage error."""
+    accounts.add("kari", Role.VIEWER)
+    with accounts.store() as store:
+        before = session_epoch(store, "kari")
+    result = accounts.run("operators", "role", "kari", "--role", "admin")
+    assert result.exit_code == 0, result.output
+    with accounts.store() as store:
+        assert session_operator(store, "kari", before) is None
+        assert session_operator(store, "kari", session_epoch(store, "kari")) is not None
+        assert [e.details for e in search_audit(store) if e.action == "set_role"] == [
+            {"username": "kari", "role": "admin"}
+        ]
+    assert "kari\tadmin\tenabled" in accounts.run("operators", "list").stdout
+    assert accounts.run("operators", "role", "kari", "--role", "boss").exit_code == 2
+    assert accounts.run("operators", "role", "nobody", "--role", "admin").exit_code == 1
+
+
+def test_operators_unlock_stamps_the_reset_and_is_audited(accounts: Accounts) -> None:
+    """``operators unlock`` stamps the account's logins_reset_at (read by every web process) and audits it."""
+    accounts.add("kari", Role.ADMIN)
+    result = accounts.run("operators", "unlock", "kari")
+    assert result.exit_code == 0, result.output
+    with accounts.store() as store:
+        assert logins_reset_at(store, "kari") is not None
+        assert [e.action for e in search_audit(store)].count("reset_login_failures") == 1
+    unknown = accounts.run("operators", "unlock", "nobody")
+    assert unknown.exit_code == 1 and "no operator named 'nobody'" in unknown.stderr

@@ -15,19 +15,25 @@ outside the database, in ``<EDI_GATEWAY_HOME>/patient-ref.key`` (32 random bytes
 use, readable by the owner only). Every process of one installation (workers, web, CLI) must use
 the same key, so with several machines copy the file to each; a lost key makes old entries
 unsearchable by patient, never readable.
+
+Web sessions can be ended by the server: each account has a *session epoch* that a session records
+when it begins (``session_epoch``) and that must still match on every request (``session_operator``).
+Logout, a new password, a new role and disabling the account bump it, ending all of the account's
+sessions. API tokens expire (``TOKEN_DAYS`` by default) and can be revoked by their owner or an
+admin (``revoke_token_as``). An admin's ``reset_login_failures`` stamps the account so that every web
+process forgets the failed logins it counted for it.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
-import os
 import re
 import secrets
 import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -36,15 +42,19 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
 from edi_gateway.errors import EdiGatewayError, PermanentError
+from edi_gateway.private_files import secret
 from edi_gateway.services import queries
 from edi_gateway.settings import Settings
 from edi_gateway.store import MessageNotFound, Store
-from edi_gateway.store.operators import AuditRecord, NewAuditEntry, OperatorRecord
+from edi_gateway.store.operators import AuditRecord, NewAuditEntry, OperatorRecord, TokenRecord
 
 PATIENT_KEY_FILE = "patient-ref.key"
 PATIENT_KEY_BYTES = 32
 TOKEN_PREFIX = "egw_"  # noqa: S105 - not a secret: lets scanners and people recognise a leaked token
 TOKEN_BYTES = 32
+TOKEN_DAYS = 90
+"""How long a new API token works unless its creator says otherwise."""
+MAX_TOKEN_DAYS = 730
 MIN_PASSWORD_LENGTH = 12
 _USERNAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
 
@@ -121,6 +131,14 @@ class ReasonRequired(PermanentError):
     """An audited action (a reveal, a replay) was asked for without a reason."""
 
 
+class TokenNotFound(PermanentError):
+    """No API token has this id (404 on the API)."""
+
+    def __init__(self, token_id: int) -> None:
+        self.token_id = token_id
+        super().__init__(f"no API token with id {token_id}")
+
+
 # -- accounts and sign-in ------------------------------------------------------------------------
 
 
@@ -168,12 +186,12 @@ def authenticate(store: Store, username: str, password: str) -> Operator | None:
     if not _verify(record.password_hash, password) or record.disabled:
         return None
     if _hasher.check_needs_rehash(record.password_hash):  # the installation raised the argon2 cost
-        store.set_password_hash(username, _hasher.hash(password))
+        store.set_password_hash(username, _hasher.hash(password), end_sessions=False)
     return _operator(record)
 
 
 def set_password(store: Store, username: str, password: str) -> None:
-    """Give an account a new password.
+    """Give an account a new password; every web session of the account ends.
 
     Raises:
         InvalidAccount: the password is too short, or no account has this username.
@@ -200,21 +218,109 @@ def _dummy_hash() -> str:
     return _dummy[0]
 
 
-def create_token(store: Store, username: str, *, label: str) -> str:
-    """Create an API token for an account and return it; it is shown this once and stored only hashed.
+def set_role(store: Store, username: str, role: Role) -> None:
+    """Give an account another role; every web session of the account ends (it signs in again).
 
     Raises:
         InvalidAccount: no account has this username.
     """
+    if not store.set_operator_role(username, Role(role).value):
+        raise InvalidAccount(f"no operator named {username!r}")
+
+
+def end_sessions(store: Store, username: str) -> None:
+    """End every web session of an account (logout ends them all: a copied cookie is useless after)."""
+    store.end_sessions(username)
+
+
+def session_epoch(store: Store, username: str) -> int | None:
+    """The account's current session epoch, which a new web session records; None for no account."""
+    record = store.get_operator(username)
+    return record.session_epoch if record is not None else None
+
+
+def session_operator(store: Store, username: str, epoch: object) -> Operator | None:
+    """The operator of a web session that began in ``epoch``, while it is still good; otherwise None.
+
+    Read on every request: logout, a new password, a new role or disabling the account ends it at once.
+    """
+    record = store.get_operator(username)
+    if record is None or record.disabled or record.session_epoch != epoch:
+        return None
+    return _operator(record)
+
+
+def logins_reset_at(store: Store, username: str) -> datetime | None:
+    """When an admin last cleared the account's failed logins (None: never, or no such account)."""
+    record = store.get_operator(username)
+    return record.logins_reset_at if record is not None else None
+
+
+def reset_login_failures(store: Store, admin: Operator | None, username: str) -> None:
+    """Clear an account's failed logins in every web process (ADMIN), and audit it.
+
+    Raises:
+        AccessDenied: the operator is not an admin.
+        InvalidAccount: no account has this username.
+    """
+    who = require(admin, Role.ADMIN)
+    if not store.reset_login_failures(username):
+        raise InvalidAccount(f"no operator named {username!r}")
+    audit(store, who, action="reset_login_failures", reason="unlock", details={"username": username})
+
+
+def create_token(store: Store, username: str, *, label: str, expires_days: int = TOKEN_DAYS) -> str:
+    """Create an API token for an account and return it; it is shown this once and stored only hashed.
+
+    Args:
+        store: the store.
+        username: the account the token acts for.
+        label: what the token is for.
+        expires_days: the token stops working this many days from now (1 to ``MAX_TOKEN_DAYS``).
+
+    Raises:
+        InvalidAccount: no account has this username, or the expiry is out of range.
+    """
+    if not 1 <= expires_days <= MAX_TOKEN_DAYS:
+        raise InvalidAccount(f"a token expires after 1 to {MAX_TOKEN_DAYS} days")
     if store.get_operator(username) is None:
         raise InvalidAccount(f"no operator named {username!r}")
     token = TOKEN_PREFIX + secrets.token_urlsafe(TOKEN_BYTES)
-    store.add_api_token(username, label=label, token_hash=_token_hash(token))
+    store.add_api_token(
+        username, label=label, token_hash=_token_hash(token), valid_for=timedelta(days=expires_days)
+    )
     return token
 
 
+def tokens_visible_to(store: Store, operator: Operator) -> list[TokenRecord]:
+    """The API tokens an operator may see and revoke: their own, or every account's for an admin."""
+    return store.list_api_tokens(None if operator.role is Role.ADMIN else operator.username)
+
+
+def revoke_token_as(store: Store, operator: Operator | None, token_id: int) -> TokenRecord:
+    """Revoke a token for good: one's own, or any for an admin; audited. Return it as it now is.
+
+    Revoking a token that is revoked already changes nothing and is not an error.
+
+    Raises:
+        AccessDenied: nobody is signed in, or the token is another account's and the operator no admin.
+        TokenNotFound: no token has this id.
+    """
+    who = require(operator, Role.VIEWER)
+    token = store.get_api_token(token_id)
+    if token is None:
+        raise TokenNotFound(token_id)
+    if token.username != who.username:
+        require(who, Role.ADMIN)
+    if store.revoke_api_token(token_id):
+        details = {"token_id": token_id, "username": token.username}
+        audit(store, who, action="revoke_token", reason="revoke", details=details)
+    revoked = store.get_api_token(token_id)
+    return revoked if revoked is not None else token  # tokens are revoked, never deleted
+
+
 def authenticate_token(store: Store, token: str) -> Operator | None:
-    """Return the operator of a live token of an enabled account; otherwise None."""
+    """Return the operator of a live (not revoked, not expired) token of an enabled account; else None."""
     if not token.startswith(TOKEN_PREFIX):
         return None
     record = store.use_api_token(_token_hash(token))
@@ -265,23 +371,13 @@ def _operator(record: OperatorRecord) -> Operator:
 def load_patient_key(settings: Settings) -> bytes:
     """Return the installation's patient key from ``<HOME>/patient-ref.key``, creating it on first use."""
     path = settings.home / PATIENT_KEY_FILE
-    try:
-        return _read_key(path)
-    except FileNotFoundError:
-        pass
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        # O_EXCL: two processes starting at once must not each write a different key.
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return _read_key(path)
-    with os.fdopen(fd, "wb") as f:
-        f.write(secrets.token_bytes(PATIENT_KEY_BYTES))
-    return _read_key(path)
+    # Created once, owner-only and atomically: two processes starting at once read the same key.
+    return _checked_key(
+        path, secret(path, lambda: secrets.token_bytes(PATIENT_KEY_BYTES), min_bytes=PATIENT_KEY_BYTES)
+    )
 
 
-def _read_key(path: Path) -> bytes:
-    key = path.read_bytes()
+def _checked_key(path: Path, key: bytes) -> bytes:
     if len(key) != PATIENT_KEY_BYTES:
         raise InvalidAccount(f"the patient key file {path.name} under EDI_GATEWAY_HOME is damaged")
     return key

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -23,6 +23,9 @@ from edi_gateway.store.engine import translate_errors
 from edi_gateway.store.errors import MessageNotFound
 from edi_gateway.store.records import NewMessage
 from edi_gateway.store.tables import api_tokens, audit_log, events, messages, operators, replays
+
+LAST_USED_EVERY = timedelta(minutes=1)
+"""A token's ``last_used_at`` is rewritten at most this often: a busy script costs reads, not writes."""
 
 
 class OperatorExists(PermanentError):
@@ -49,7 +52,12 @@ class MessageAlreadyReplaced(PermanentError):
 
 @dataclass(frozen=True, slots=True)
 class OperatorRecord:
-    """A stored account, every column (``password_hash`` is an argon2 encoded hash)."""
+    """A stored account, every column (``password_hash`` is an argon2 encoded hash).
+
+    Attributes:
+        session_epoch: web sessions that began in another epoch are over (see ``end_sessions``).
+        logins_reset_at: when an admin last cleared the account's failed logins, if ever.
+    """
 
     username: str
     display_name: str
@@ -57,6 +65,8 @@ class OperatorRecord:
     password_hash: str
     created_at: datetime
     disabled: bool
+    session_epoch: int = 0
+    logins_reset_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +79,11 @@ class TokenRecord:
     created_at: datetime
     last_used_at: datetime | None
     revoked_at: datetime | None
+    expires_at: datetime | None
+
+    def live_at(self, now: datetime) -> bool:
+        """Whether the token authenticates at ``now``: not revoked and not expired."""
+        return self.revoked_at is None and self.expires_at is not None and now < self.expires_at
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,6 +178,8 @@ class OperatorStore(StoreBase):
             "password_hash": password_hash,
             "created_at": self._now(),
             "disabled": False,
+            "session_epoch": 0,
+            "logins_reset_at": None,
         }
         with translate_errors():
             try:
@@ -190,14 +207,35 @@ class OperatorStore(StoreBase):
             return [_operator(r._mapping) for r in found]
 
     def set_operator_disabled(self, username: str, disabled: bool) -> bool:
-        """Disable or re-enable an account; return whether it exists."""
-        return self._update_operator(username, disabled=disabled)
+        """Disable or re-enable an account, ending its web sessions; return whether it exists."""
+        return self._update_operator(username, end_sessions=True, disabled=disabled)
 
-    def set_password_hash(self, username: str, password_hash: str) -> bool:
-        """Replace an account's password hash (a new password, or a rehash); return whether it exists."""
-        return self._update_operator(username, password_hash=password_hash)
+    def set_operator_role(self, username: str, role: str) -> bool:
+        """Give an account another role, ending its web sessions; return whether it exists."""
+        return self._update_operator(username, end_sessions=True, role=role)
 
-    def _update_operator(self, username: str, **values: Any) -> bool:
+    def set_password_hash(self, username: str, password_hash: str, *, end_sessions: bool = True) -> bool:
+        """Replace an account's password hash; return whether it exists.
+
+        Args:
+            username: the account.
+            password_hash: the new argon2 encoded hash.
+            end_sessions: end the account's web sessions (a new password); False for a rehash of
+                the same password at sign-in, which must not end the session it is starting.
+        """
+        return self._update_operator(username, end_sessions=end_sessions, password_hash=password_hash)
+
+    def end_sessions(self, username: str) -> bool:
+        """End every web session of an account (bump its session epoch); return whether it exists."""
+        return self._update_operator(username, end_sessions=True)
+
+    def reset_login_failures(self, username: str) -> bool:
+        """Stamp the account's failed logins as cleared now; return whether it exists."""
+        return self._update_operator(username, logins_reset_at=self._now())
+
+    def _update_operator(self, username: str, *, end_sessions: bool = False, **values: Any) -> bool:
+        if end_sessions:
+            values["session_epoch"] = operators.c.session_epoch + 1
         with self._write() as conn:
             updated = conn.execute(
                 operators.update().where(operators.c.username == username).values(**values)
@@ -206,33 +244,59 @@ class OperatorStore(StoreBase):
 
     # -- API tokens ------------------------------------------------------------------------------
 
-    def add_api_token(self, username: str, *, label: str, token_hash: str) -> int:
-        """Store the hash of a new token for ``username``; return the token's id."""
-        row = {"username": username, "label": label, "token_hash": token_hash, "created_at": self._now()}
+    def add_api_token(self, username: str, *, label: str, token_hash: str, valid_for: timedelta) -> int:
+        """Store the hash of a new token for ``username``, expiring ``valid_for`` from now; return its id."""
+        now = self._now()
+        row = {
+            "username": username,
+            "label": label,
+            "token_hash": token_hash,
+            "created_at": now,
+            "expires_at": now + valid_for,
+        }
         with self._write() as conn:
             return int(conn.execute(api_tokens.insert().returning(api_tokens.c.id), [row]).scalar_one())
 
     def use_api_token(self, token_hash: str) -> OperatorRecord | None:
-        """Return the account of a live (not revoked) token and stamp the token's ``last_used_at``."""
+        """Return the account of a live (not revoked, not expired) token, noting that it was used.
+
+        ``last_used_at`` is rewritten only when it is older than ``LAST_USED_EVERY``, so a script
+        calling many times a minute costs one indexed read per call and one write a minute.
+        """
+        now = self._now()
         query = (
-            sa.select(operators, api_tokens.c.id.label("token_id"))
+            sa.select(operators, api_tokens.c.id.label("token_id"), api_tokens.c.last_used_at)
             .join(api_tokens, api_tokens.c.username == operators.c.username)
-            .where(api_tokens.c.token_hash == token_hash, api_tokens.c.revoked_at.is_(None))
-        )
-        with self._write() as conn:
-            row = conn.execute(query).first()
-            if row is None:
-                return None
-            conn.execute(
-                api_tokens.update().where(api_tokens.c.id == row.token_id).values(last_used_at=self._now())
+            .where(
+                api_tokens.c.token_hash == token_hash,
+                api_tokens.c.revoked_at.is_(None),
+                api_tokens.c.expires_at > now,
             )
+        )
+        with self._read() as conn:
+            row = conn.execute(query).first()
+        if row is None:
+            return None
+        if row.last_used_at is None or row.last_used_at <= now - LAST_USED_EVERY:
+            with self._write() as conn:
+                conn.execute(
+                    api_tokens.update().where(api_tokens.c.id == row.token_id).values(last_used_at=now)
+                )
         return _operator(row._mapping)
 
-    def list_api_tokens(self, username: str) -> list[TokenRecord]:
-        """Return an account's tokens (revoked ones too), oldest first."""
-        query = sa.select(api_tokens).where(api_tokens.c.username == username).order_by(api_tokens.c.id)
+    def list_api_tokens(self, username: str | None = None) -> list[TokenRecord]:
+        """Return an account's tokens, or every account's when ``username`` is None (revoked too), oldest first."""
+        query = sa.select(api_tokens).order_by(api_tokens.c.id)
+        if username is not None:
+            query = query.where(api_tokens.c.username == username)
         with self._read() as conn:
             return [_token(r._mapping) for r in conn.execute(query)]
+
+    def get_api_token(self, token_id: int) -> TokenRecord | None:
+        """Return the token with this id (without its hash), or None."""
+        with self._read() as conn:
+            row = conn.execute(sa.select(api_tokens).where(api_tokens.c.id == token_id)).first()
+        return _token(row._mapping) if row is not None else None
 
     def revoke_api_token(self, token_id: int) -> bool:
         """Revoke a token for good; return whether a live token was revoked."""
@@ -336,6 +400,7 @@ class OperatorStore(StoreBase):
         conn.execute(messages.insert(), [rows.message_row(new, request_ref, now)])
         said = f"replay of {replay.old_msg_id} by {actor} ({replay.kind}): {replay.reason}"
         details = {"replay": replay.kind, "old_msg_id": replay.old_msg_id, "new_msg_id": new.msg_id}
+        new_details = {**details, **(rows.creation_details(new) or {})}
         conn.execute(
             events.insert(),
             [
@@ -347,7 +412,7 @@ class OperatorStore(StoreBase):
                     at=now,
                     actor=actor,
                     reason=said,
-                    details=details,
+                    details=new_details,
                 ),
                 rows.event_row(
                     request_ref=request_ref,
@@ -400,6 +465,8 @@ def _operator(m: Mapping[Any, Any]) -> OperatorRecord:
         password_hash=m["password_hash"],
         created_at=m["created_at"],
         disabled=bool(m["disabled"]),
+        session_epoch=int(m["session_epoch"]),
+        logins_reset_at=m["logins_reset_at"],
     )
 
 
@@ -411,6 +478,7 @@ def _token(m: Mapping[Any, Any]) -> TokenRecord:
         created_at=m["created_at"],
         last_used_at=m["last_used_at"],
         revoked_at=m["revoked_at"],
+        expires_at=m["expires_at"],
     )
 
 

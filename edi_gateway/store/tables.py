@@ -211,6 +211,13 @@ operators = sa.Table(
     sa.Column("password_hash", sa.String(255), nullable=False),
     sa.Column("created_at", UtcDateTime(), nullable=False),
     sa.Column("disabled", sa.Boolean(), nullable=False, server_default=sa.false()),
+    # Revision 0005. A web session carries the epoch it began in and is good only while the account
+    # still has that epoch: logout, a new password, a new role or disabling bump it, ending every
+    # session of the account at once, also a stolen cookie replayed later.
+    sa.Column("session_epoch", sa.Integer(), nullable=False, server_default=sa.text("0")),
+    # When an admin last cleared the account's failed logins: every web process drops the failures
+    # it counted for the username when it sees this change (the counts live in process memory).
+    sa.Column("logins_reset_at", UtcDateTime(), nullable=True),
 )
 
 api_tokens = sa.Table(
@@ -225,6 +232,8 @@ api_tokens = sa.Table(
     sa.Column("created_at", UtcDateTime(), nullable=False),
     sa.Column("last_used_at", UtcDateTime(), nullable=True),
     sa.Column("revoked_at", UtcDateTime(), nullable=True),
+    # Revision 0005: a token works until then only; a row without it (none are written so) works never.
+    sa.Column("expires_at", UtcDateTime(), nullable=True),
     sa.Index(None, "username"),
 )
 

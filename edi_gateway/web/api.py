@@ -3,6 +3,9 @@
 Every route needs a signed-in operator (session cookie or bearer token). Reading is open to viewers;
 replay and reveal need the OPERATOR role, the audit log ADMIN. The services check roles and write the
 audit trail themselves; the dependencies here only turn a missing login into 401 before any work.
+A write (POST) made with the session cookie needs the session's CSRF token in ``X-CSRF-Token``
+(``GET /api/session`` tells it); bearer-token calls need none. A person number never travels in a
+URL: person look-ups and audit searches by patient are POSTs with a JSON body.
 """
 
 from __future__ import annotations
@@ -15,14 +18,23 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from edi_gateway.services import lookup, queries
-from edi_gateway.services.access import AuditEntry, reveal_patient_id, reveal_payload, search_audit_as
+from edi_gateway.services.access import (
+    AuditEntry,
+    reveal_patient_id,
+    reveal_payload,
+    revoke_token_as,
+    search_audit_as,
+    tokens_visible_to,
+)
 from edi_gateway.services.queries import MessageDetail, MessageFilter, Page, Report
 from edi_gateway.services.replay import ReplayKind, ReplayResult
-from edi_gateway.web.auth import Admin, OperatorRole, Viewer
+from edi_gateway.store.operators import TokenRecord
+from edi_gateway.web.auth import Admin, OperatorRole, Viewer, check_api_csrf, csrf_token, uses_session
 from edi_gateway.web.filters import MAX_PAGE, api_filter
 from edi_gateway.web.state import WebState, web_state
 
-router = APIRouter(prefix="/api", tags=["operators"])
+router = APIRouter(prefix="/api", tags=["operators"], dependencies=[Depends(check_api_csrf)])
+PERSON_DIGITS = 11  # a query string with this many digits could be a person number: POST it instead
 State = Annotated[WebState, Depends(web_state)]
 Reason = Annotated[str, Field(min_length=3, max_length=500, description="Why (kept in the audit log).")]
 REPORT_DAYS = 30
@@ -92,6 +104,60 @@ class RevealBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     what: RevealWhat
     reason: Reason
+
+
+class LookupBody(BaseModel):
+    """A register look-up; a person number needs the OPERATOR role and a reason (audited)."""
+
+    model_config = ConfigDict(extra="forbid")
+    q: str = Field(min_length=1, max_length=100, description="HER-id, kommunenummer or person number.")
+    reason: str | None = Field(default=None, max_length=500, description="Required for a person number.")
+
+
+class AuditSearchBody(BaseModel):
+    """An audit search; every condition given must hold."""
+
+    model_config = ConfigDict(extra="forbid")
+    patient: str | None = Field(default=None, max_length=11, description="A full person number.")
+    operator: str | None = Field(default=None, max_length=100)
+    msg_id: str | None = Field(default=None, max_length=64)
+    limit: int = Field(default=100, ge=1, le=1000)
+
+
+class SessionInfo(BaseModel):
+    """Who the caller is; for a cookie session also the CSRF token its API writes must send."""
+
+    username: str
+    role: str
+    display_name: str
+    csrf_token: str | None = None
+
+
+class TokenView(BaseModel):
+    """An API token as its owner (or an admin) sees it: never the token itself."""
+
+    id: int
+    username: str
+    label: str
+    created_at: datetime
+    expires_at: datetime | None
+    last_used_at: datetime | None
+    revoked_at: datetime | None
+    live: bool
+
+    @classmethod
+    def of(cls, token: TokenRecord) -> TokenView:
+        """The view of a stored token, judged live now."""
+        return cls(
+            id=token.id,
+            username=token.username,
+            label=token.label,
+            created_at=token.created_at,
+            expires_at=token.expires_at,
+            last_used_at=token.last_used_at,
+            revoked_at=token.revoked_at,
+            live=token.live_at(datetime.now(UTC)),
+        )
 
 
 class Revealed(BaseModel):
@@ -166,16 +232,21 @@ def report(
 
 @router.get("/registry/lookup")
 def registry_lookup(
-    state: State,
-    operator: Viewer,
-    q: Annotated[str, Query(min_length=1, max_length=100)],
-    reason: Annotated[str | None, Query(max_length=500, description="Required for a person number.")] = None,
+    state: State, operator: Viewer, q: Annotated[str, Query(min_length=1, max_length=100)]
 ) -> dict[str, Any]:
+    """Look a HER-id or kommunenummer up as routing sees it (a person number: POST this path)."""
+    if sum(c.isdigit() for c in q) >= PERSON_DIGITS:
+        raise HTTPException(400, "a person number never goes in a URL: POST /api/registry/lookup")
+    return lookup.registry_lookup(state.gateway, operator, q, None)
+
+
+@router.post("/registry/lookup")
+def registry_lookup_post(body: LookupBody, state: State, operator: Viewer) -> dict[str, Any]:
     """Look a HER-id, kommunenummer or person number up as routing sees it.
 
     A person number needs the OPERATOR role and a reason, and is audited.
     """
-    return lookup.registry_lookup(state.gateway, operator, q, reason)
+    return lookup.registry_lookup(state.gateway, operator, body.q, body.reason)
 
 
 @router.get("/dashboard")
@@ -194,17 +265,54 @@ def dashboard(state: State, _: Viewer) -> dict[str, Any]:
 
 @router.get("/audit", response_model=list[AuditEntry])
 def audit_log(
+    request: Request,
     state: State,
     admin: Admin,
-    patient: Annotated[str | None, Query(max_length=11)] = None,
     operator: Annotated[str | None, Query(max_length=100)] = None,
     msg_id: Annotated[str | None, Query(max_length=64)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[AuditEntry]:
-    """Search the audit log (ADMIN): by patient (full person number), operator or msg_id; the search is audited."""
+    """Search the audit log (ADMIN) by operator or msg_id (by patient: POST /api/audit/search); audited."""
+    if "patient" in request.query_params:  # refused, not ignored: ignoring it would list everything
+        raise HTTPException(400, "a person number never goes in a URL: POST /api/audit/search")
+    return search_audit_as(state.store, admin, reason="API", by_operator=operator, msg_id=msg_id, limit=limit)
+
+
+@router.post("/audit/search", response_model=list[AuditEntry])
+def audit_search(body: AuditSearchBody, state: State, admin: Admin) -> list[AuditEntry]:
+    """Search the audit log (ADMIN) by patient (full person number), operator or msg_id; audited."""
     return search_audit_as(
-        state.store, admin, reason="API", patient=patient, by_operator=operator, msg_id=msg_id, limit=limit
+        state.store,
+        admin,
+        reason="API",
+        patient=body.patient or None,
+        by_operator=body.operator,
+        msg_id=body.msg_id,
+        limit=body.limit,
     )
+
+
+@router.get("/session", response_model=SessionInfo)
+def session_info(request: Request, operator: Viewer) -> SessionInfo:
+    """Who is calling; a cookie session also gets the CSRF token to send in X-CSRF-Token on writes."""
+    return SessionInfo(
+        username=operator.username,
+        role=operator.role.value,
+        display_name=operator.display_name,
+        csrf_token=csrf_token(request) if uses_session(request) else None,
+    )
+
+
+@router.get("/tokens", response_model=list[TokenView])
+def list_tokens(state: State, operator: Viewer) -> list[TokenView]:
+    """The caller's API tokens (an admin: every account's), revoked and expired ones too; never a secret."""
+    return [TokenView.of(t) for t in tokens_visible_to(state.store, operator)]
+
+
+@router.post("/tokens/{token_id}/revoke", response_model=TokenView)
+def revoke_token(token_id: int, state: State, operator: Viewer) -> TokenView:
+    """Revoke an API token for good: one's own, or any for an admin; audited."""
+    return TokenView.of(revoke_token_as(state.store, operator, token_id))
 
 
 @router.get("/openapi.json", include_in_schema=False)

@@ -28,12 +28,12 @@ from edi_gateway.errors import (
     Unroutable,
 )
 from edi_gateway.logging import get_logger
-from edi_gateway.services.access import AccessDenied, ReasonRequired
+from edi_gateway.services.access import AccessDenied, ReasonRequired, TokenNotFound
 from edi_gateway.services.context import Gateway, open_gateway
 from edi_gateway.services.lookup import BadLookup
 from edi_gateway.settings import Settings
 from edi_gateway.store.errors import MessageNotFound
-from edi_gateway.web import api, health, message_page, metrics, pages
+from edi_gateway.web import accounts, api, health, message_page, metrics, pages, parked
 from edi_gateway.web.auth import (
     SESSION_COOKIE,
     SESSION_MAX_AGE_S,
@@ -57,6 +57,7 @@ SECURITY_HEADERS = {
     "Referrer-Policy": "no-referrer",
     "X-Frame-Options": "DENY",
 }
+HSTS = "max-age=31536000"  # a year; sent only on responses that went out over https
 
 
 def create_app(settings: Settings, *, gateway: Gateway | None = None) -> FastAPI:
@@ -77,6 +78,7 @@ def create_app(settings: Settings, *, gateway: Gateway | None = None) -> FastAPI
         templates=make_templates(),
         metrics=metrics.metrics_registry(gateway.store),
         logins=LoginThrottle(settings.login_max_failures, settings.login_window_s),
+        readiness=health.ReadinessProbe(),
     )
 
     @asynccontextmanager
@@ -99,14 +101,27 @@ def create_app(settings: Settings, *, gateway: Gateway | None = None) -> FastAPI
         session_cookie=SESSION_COOKIE,
         max_age=SESSION_MAX_AGE_S,
         same_site="strict",
-        https_only=settings.web_secure_cookie,
+        https_only=secure_cookie(settings),
     )
     app.middleware("http")(_headers_and_access_log)
-    for router in (health.router, metrics.router, api.router, pages.router, message_page.router):
+    for router in (
+        health.router,
+        metrics.router,
+        api.router,
+        pages.router,
+        message_page.router,
+        accounts.router,
+        *parked.routers,
+    ):
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     _add_error_handlers(app)
     return app
+
+
+def secure_cookie(settings: Settings) -> bool:
+    """Whether the session cookie is marked Secure: always, except in test mode unless forced on."""
+    return settings.web_secure_cookie or not settings.test_mode
 
 
 async def _headers_and_access_log(
@@ -115,6 +130,10 @@ async def _headers_and_access_log(
     started = time.perf_counter()
     response = await call_next(request)
     response.headers.update(SECURITY_HEADERS)
+    # The scheme is https when the connection was TLS, or when a trusted proxy said so (uvicorn's
+    # --forwarded-allow-ips, see ``edi-gateway web``); HSTS over plain http would be ignored anyway.
+    if request.url.scheme == "https":
+        response.headers["Strict-Transport-Security"] = HSTS
     response.headers.setdefault("Cache-Control", "no-store" if not _is_static(request) else "max-age=3600")
     # The path only: a query string may carry a filter value an operator typed.
     log.info(
@@ -158,6 +177,10 @@ def _add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(CsrfFailed)
     async def _csrf(request: Request, exc: CsrfFailed) -> Response:
         return _error(request, 403, str(exc))
+
+    @app.exception_handler(TokenNotFound)
+    async def _no_token(request: Request, exc: TokenNotFound) -> Response:
+        return _error(request, 404, str(exc))
 
     @app.exception_handler(MessageNotFound)
     async def _not_found(request: Request, exc: MessageNotFound) -> Response:

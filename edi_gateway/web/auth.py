@@ -2,12 +2,17 @@
 
 The session cookie is signed by Starlette's ``SessionMiddleware`` (itsdangerous) with a secret kept in
 a file under HOME, created on first use, so sessions survive a restart and every process of one
-installation shares it. Forms carry a per-session CSRF token; the cookie is ``SameSite=Strict`` too.
+installation shares it. A signature alone cannot be taken back, so the cookie also carries the
+account's *session epoch* from when the session began, checked against the database on every
+request: logout, a new password, a new role or disabling the account bumps the epoch and every
+session of that account is over, also a copy of the cookie replayed later.
+
+Forms carry a per-session CSRF token; API writes made with the cookie (not with a bearer token)
+send the same token in the ``X-CSRF-Token`` header. The cookie is ``SameSite=Strict`` too.
 """
 
 from __future__ import annotations
 
-import os
 import secrets
 from pathlib import Path
 from typing import Annotated
@@ -15,14 +20,19 @@ from typing import Annotated
 from fastapi import Depends, Form, Request
 
 from edi_gateway.errors import PermanentError
-from edi_gateway.services.access import Operator, Role, authenticate_token, enabled_operator, require
+from edi_gateway.private_files import PrivateFileError, secret
+from edi_gateway.services.access import Operator, Role, authenticate_token, require, session_operator
 from edi_gateway.web.state import WebState, web_state
 
 SECRET_FILE = "web-session.secret"  # noqa: S105 - the file name, not the secret
+SECRET_MIN_BYTES = 32  # shorter is not a key worth the name for HMAC-signed cookies
 SESSION_COOKIE = "edi_gateway_session"
 SESSION_MAX_AGE_S = 8 * 3600  # one working shift at the integration desk
+CSRF_HEADER = "X-CSRF-Token"
 _OPERATOR_KEY = "operator"
+_EPOCH_KEY = "epoch"
 _CSRF_KEY = "csrf"
+_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 class NotAuthenticated(PermanentError):
@@ -30,34 +40,45 @@ class NotAuthenticated(PermanentError):
 
 
 class CsrfFailed(PermanentError):
-    """A form came without this session's CSRF token."""
+    """A form, or a cookie-authenticated API write, came without this session's CSRF token."""
 
 
 def session_secret(home: Path) -> str:
     """Return the session-signing secret stored under ``home``, creating it (mode 0600) on first use.
 
+    The secret is created once and atomically, so processes starting together share one complete
+    secret; an empty, short or unreadable file is refused rather than used to sign cookies.
+
     Args:
         home: the installation's HOME folder.
+
+    Raises:
+        PrivateFileError: the secret file exists but is empty, shorter than 32 bytes or unreadable.
     """
-    path = home / SECRET_FILE
-    if not path.exists():
-        home.mkdir(parents=True, exist_ok=True)
-        # O_EXCL: when two processes start at once, one writes the secret and the other reads it.
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
-            pass
-        else:
-            with os.fdopen(fd, "w", encoding="ascii") as f:
-                f.write(secrets.token_urlsafe(48))
-    return path.read_text(encoding="ascii").strip()
+    value = secret(
+        home / SECRET_FILE,
+        lambda: secrets.token_urlsafe(48).encode("ascii"),
+        min_bytes=SECRET_MIN_BYTES,
+        text=True,
+    )
+    try:
+        return value.decode("ascii")
+    except UnicodeDecodeError as exc:
+        raise PrivateFileError(f"{SECRET_FILE} under EDI_GATEWAY_HOME is not text") from exc
 
 
-def start_session(request: Request, operator: Operator) -> None:
-    """Begin a fresh session for ``operator`` (anything from before the login is dropped)."""
+def start_session(request: Request, operator: Operator, epoch: int) -> None:
+    """Begin a fresh session for ``operator`` in the account's session ``epoch`` (anything older is dropped)."""
     request.session.clear()
     request.session[_OPERATOR_KEY] = operator.username
+    request.session[_EPOCH_KEY] = epoch
     request.session[_CSRF_KEY] = secrets.token_urlsafe(32)
+
+
+def session_username(request: Request) -> str | None:
+    """The username the session cookie names (not yet checked against the account)."""
+    username = request.session.get(_OPERATOR_KEY)
+    return username if isinstance(username, str) else None
 
 
 def end_session(request: Request) -> None:
@@ -80,16 +101,36 @@ def check_csrf(request: Request, csrf: Annotated[str, Form()] = "") -> None:
     Raises:
         CsrfFailed: it does not.
     """
-    expected = request.session.get(_CSRF_KEY)
-    if not isinstance(expected, str) or not secrets.compare_digest(expected, csrf):
+    if not _csrf_matches(request, csrf):
         raise CsrfFailed("the form has expired; load the page again")
 
 
+def check_api_csrf(request: Request) -> None:
+    """FastAPI dependency for the API: a write authenticated by the session cookie needs the CSRF header.
+
+    Reads, bearer-token calls and calls without a session pass (the latter get 401 from the route).
+
+    Raises:
+        CsrfFailed: a cookie-authenticated POST, PUT, PATCH or DELETE without the session's token.
+    """
+    if request.method in _SAFE_METHODS or "authorization" in request.headers:
+        return
+    if session_username(request) is None:
+        return
+    if not _csrf_matches(request, request.headers.get(CSRF_HEADER, "")):
+        raise CsrfFailed(f"send the session's CSRF token in the {CSRF_HEADER} header (GET /api/session)")
+
+
+def _csrf_matches(request: Request, given: str) -> bool:
+    expected = request.session.get(_CSRF_KEY)
+    return isinstance(expected, str) and bool(given) and secrets.compare_digest(expected, given)
+
+
 def _session_operator(request: Request, state: WebState) -> Operator | None:
-    username = request.session.get(_OPERATOR_KEY)
-    if not isinstance(username, str):
+    username = session_username(request)
+    if username is None:
         return None
-    return enabled_operator(state.store, username)
+    return session_operator(state.store, username, request.session.get(_EPOCH_KEY))
 
 
 def _bearer_token(request: Request) -> str | None:
@@ -110,6 +151,11 @@ def current_operator(request: Request, state: Annotated[WebState, Depends(web_st
     if "authorization" in request.headers:
         return None
     return _session_operator(request, state)
+
+
+def uses_session(request: Request) -> bool:
+    """Whether the request is judged by the session cookie (it shows no Authorization header)."""
+    return "authorization" not in request.headers
 
 
 def _signed_in(operator: Annotated[Operator | None, Depends(current_operator)]) -> Operator:

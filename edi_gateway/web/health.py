@@ -1,14 +1,21 @@
 """``/healthz`` (the process answers) and ``/readyz`` (it can do its work: database, broker, schemas, key).
 
-Both are open without login: load balancers and orchestrators call them. They say which check failed
-and why in words, never with credentials (broker and database errors are already mapped to messages
-that name host and port only).
+Both are open without login: load balancers and orchestrators call them. An anonymous caller of
+``/readyz`` learns up or down only; a signed-in operator (session or bearer token) also gets which
+check failed and why, in words, never with credentials (broker and database errors are already
+mapped to messages that name host and port only).
+
+The checks run at most once per ``READY_CACHE_S`` and the answer is shared by every caller in that
+time: a load balancer polling each second, or anybody on the network, cannot make the web process
+open a broker connection per request.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -16,13 +23,17 @@ from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse
 
 from edi_gateway.errors import EdiGatewayError
+from edi_gateway.services.access import Operator
 from edi_gateway.services.context import Gateway
 from edi_gateway.transport.connection import close_quietly, connect
+from edi_gateway.web.auth import current_operator
 from edi_gateway.web.state import WebState, web_state
 from edi_gateway.xml.schemas import warm_up
 
 router = APIRouter(tags=["health"])
 CERT_WARN_DAYS = 30
+READY_CACHE_S = 5.0
+"""Seconds one run of the readiness checks answers for."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +98,34 @@ def readiness(gateway: Gateway) -> list[Check]:
     return [check(gateway) for check in CHECKS]
 
 
+@dataclass
+class ReadinessProbe:
+    """The readiness checks, run at most once per ``ttl_s`` whoever asks and however often.
+
+    Attributes:
+        ttl_s: how long one run's outcome answers for, in seconds.
+        clock: monotonic seconds (tests pass their own).
+    """
+
+    ttl_s: float = READY_CACHE_S
+    clock: Callable[[], float] = time.monotonic
+    _checks: Sequence[Check] = ()
+    _at: float | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def checks(self, gateway: Gateway) -> Sequence[Check]:
+        """The latest outcome, running the checks first when it is older than ``ttl_s``.
+
+        Callers arriving while a run is under way wait for it rather than start their own.
+        """
+        with self._lock:
+            now = self.clock()
+            if self._at is None or now - self._at >= self.ttl_s:
+                self._checks = readiness(gateway)
+                self._at = self.clock()
+            return self._checks
+
+
 @router.get("/healthz")
 def healthz() -> dict[str, str]:
     """The process is alive and serving requests."""
@@ -94,13 +133,15 @@ def healthz() -> dict[str, str]:
 
 
 @router.get("/readyz")
-def readyz(state: Annotated[WebState, Depends(web_state)]) -> JSONResponse:
-    """Ready when every check passes; 503 naming the failing checks otherwise."""
-    checks = readiness(state.gateway)
+def readyz(
+    state: Annotated[WebState, Depends(web_state)],
+    operator: Annotated[Operator | None, Depends(current_operator)],
+) -> JSONResponse:
+    """200 ``up`` when every check passes, 503 ``down`` otherwise; operators also see each check."""
+    checks = state.readiness.checks(state.gateway)
     ready = all(c.ok for c in checks)
-    body = {
-        "status": "ready" if ready else "not ready",
-        "failing": [c.name for c in checks if not c.ok],
-        "checks": {c.name: c.as_dict() for c in checks},
-    }
+    body: dict[str, Any] = {"status": "up" if ready else "down"}
+    if operator is not None:
+        body["failing"] = [c.name for c in checks if not c.ok]
+        body["checks"] = {c.name: c.as_dict() for c in checks}
     return JSONResponse(body, status_code=200 if ready else 503)

@@ -16,8 +16,23 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from edi_gateway.localtime import LOCAL_ZONE
 from edi_gateway.logging import get_logger
 from edi_gateway.services import lookup, queries
-from edi_gateway.services.access import Operator, authenticate, search_audit_as
-from edi_gateway.web.auth import Admin, Viewer, check_csrf, current_operator, end_session, start_session
+from edi_gateway.services.access import (
+    Operator,
+    authenticate,
+    end_sessions,
+    logins_reset_at,
+    search_audit_as,
+    session_epoch,
+)
+from edi_gateway.web.auth import (
+    Admin,
+    Viewer,
+    check_csrf,
+    current_operator,
+    end_session,
+    start_session,
+    uses_session,
+)
 from edi_gateway.web.chart import report_chart
 from edi_gateway.web.filters import form_filter, form_time
 from edi_gateway.web.render import page, private
@@ -64,23 +79,24 @@ def login(
 ) -> Response:
     """Check the password; on success start a fresh session and go on.
 
-    After too many failures for the username or from the address the password is not even checked:
-    the form answers 429 and says when to try again.
+    After too many failures for the username from this address, or from the address at all, the
+    password is not even checked: the form answers 429 and says when to try again.
     """
     address = request.client.host if request.client else "unknown"
-    wait_s = state.logins.wait_s(username, address)
+    wait_s = state.logins.wait_s(username, address, reset=logins_reset_at(state.store, username))
     if wait_s > 0:
         log.warning("web login held after repeated failures")
         minutes = max(1, math.ceil(wait_s / 60))
-        error = f"Too many failed logins. Try again in {minutes} min, or ask an admin to set a new password."
+        error = f"Too many failed logins. Try again in {minutes} min, or ask an admin to unlock the account."
         return _login_refused(request, state, next, 429, error, {"Retry-After": str(math.ceil(wait_s))})
     operator = authenticate(state.store, username, password)
-    if operator is None:
+    epoch = session_epoch(state.store, username) if operator is not None else None
+    if operator is None or epoch is None:
         state.logins.failed(username, address)
         log.info("web login refused")
         return _login_refused(request, state, next, 401, "Unknown user or wrong password.", {})
-    state.logins.succeeded(username)
-    start_session(request, operator)
+    state.logins.succeeded(username, address)
+    start_session(request, operator, epoch)
     log.info("web login", operator=operator.username, role=operator.role.value)
     return RedirectResponse(safe_next(next), status_code=303)
 
@@ -96,8 +112,11 @@ def _login_refused(
 
 
 @router.post("/logout", dependencies=[Csrf])
-def logout(request: Request) -> Response:
-    """End the session."""
+def logout(request: Request, state: State, operator: MaybeOperator) -> Response:
+    """End the session, and every other session of the account: a copy of the cookie is useless after."""
+    if operator is not None and uses_session(request):
+        end_sessions(state.store, operator.username)
+        log.info("web logout", operator=operator.username)
     end_session(request)
     return RedirectResponse("/login", status_code=303)
 

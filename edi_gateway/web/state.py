@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from fastapi import Request
 from fastapi.templating import Jinja2Templates
@@ -18,6 +19,9 @@ from edi_gateway.services.replay import ReplayService
 from edi_gateway.store import Store
 from edi_gateway.transport.publisher import ConfirmingPublisher
 from edi_gateway.web.throttle import LoginThrottle
+
+if TYPE_CHECKING:  # health imports this module for ``web_state``
+    from edi_gateway.web.health import ReadinessProbe
 
 
 @dataclass
@@ -30,6 +34,7 @@ class WebState:
         templates: the Jinja2 environment of the pages.
         metrics: the Prometheus registry ``/metrics`` exposes.
         logins: the failed-login counts of this process.
+        readiness: the readiness checks, run at most every few seconds however often asked.
     """
 
     gateway: Gateway
@@ -37,6 +42,7 @@ class WebState:
     templates: Jinja2Templates
     metrics: CollectorRegistry
     logins: LoginThrottle
+    readiness: ReadinessProbe
     _publisher: ConfirmingPublisher | None = None
     _replay: ReplayService | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)

@@ -15,31 +15,40 @@ from edi_gateway.domain.assessment_text import render_assessment
 from edi_gateway.domain.request import parse_request
 from edi_gateway.domain.states import RequestState
 from edi_gateway.services.access import (
+    MAX_TOKEN_DAYS,
     PATIENT_KEY_FILE,
     AccessDenied,
     InvalidAccount,
     Operator,
     ReasonRequired,
     Role,
+    TokenNotFound,
     audit,
     authenticate,
     authenticate_token,
     bind_patient_key,
     create_operator,
     create_token,
+    end_sessions,
     load_patient_key,
     require,
+    reset_login_failures,
     reveal_patient_id,
     reveal_payload,
+    revoke_token_as,
     search_audit,
+    session_epoch,
+    session_operator,
     set_password,
+    set_role,
+    tokens_visible_to,
 )
 from edi_gateway.services.building import MessageBuilder
 from edi_gateway.services.context import Gateway, open_gateway
 from edi_gateway.services.receivers import resolve_receivers
 from edi_gateway.settings import Settings
 from edi_gateway.store import NewRequest, RequestOutcome, Store
-from edi_gateway.store.operators import OperatorExists
+from edi_gateway.store.operators import OperatorExists, OperatorRecord
 from edi_gateway.store.tables import api_tokens, audit_log
 from tests.services.conftest import example, make_settings
 
@@ -198,6 +207,102 @@ def test_a_token_for_an_unknown_account_is_refused(store: Store) -> None:
     """create_token refuses a username that has no account."""
     with pytest.raises(InvalidAccount):
         create_token(store, "nobody", label="x")
+
+
+def test_a_token_expires_after_the_days_asked_for_and_the_range_is_bounded(store: Store) -> None:
+    """create_token stamps an expiry expires_days after creation (default 90); 0 or too many days are refused."""
+    _operator(store)
+    create_token(store, "kari", label="default")
+    create_token(store, "kari", label="short", expires_days=7)
+    default, short = store.list_api_tokens("kari")
+    assert default.expires_at is not None and short.expires_at is not None
+    assert (default.expires_at - default.created_at).days == 90
+    assert (short.expires_at - short.created_at).days == 7
+    for days in (0, MAX_TOKEN_DAYS + 1):
+        with pytest.raises(InvalidAccount):
+            create_token(store, "kari", label="bad", expires_days=days)
+    assert len(store.list_api_tokens("kari")) == 2
+
+
+def test_an_operator_revokes_their_own_token_and_an_admin_anyone_s(store: Store) -> None:
+    """revoke_token_as: own tokens for anyone, others' for admins only (403), unknown ids TokenNotFound."""
+    kari, ola = _operator(store), _operator(store, "ola", Role.VIEWER)
+    admin = _operator(store, "root", Role.ADMIN)
+    kari_token, ola_token = create_token(store, "kari", label="k"), create_token(store, "ola", label="o")
+    kari_id, ola_id = (t.id for t in store.list_api_tokens(None))
+    assert [t.id for t in tokens_visible_to(store, ola)] == [ola_id]
+    assert {t.id for t in tokens_visible_to(store, admin)} == {kari_id, ola_id}
+    with pytest.raises(AccessDenied):
+        revoke_token_as(store, ola, kari_id)
+    assert authenticate_token(store, kari_token) is not None
+    assert revoke_token_as(store, ola, ola_id).revoked_at is not None
+    assert revoke_token_as(store, admin, kari_id).revoked_at is not None
+    assert authenticate_token(store, kari_token) is None and authenticate_token(store, ola_token) is None
+    with pytest.raises(TokenNotFound):
+        revoke_token_as(store, kari, 10_000)
+    revocations = [e for e in search_audit(store) if e.action == "revoke_token"]
+    assert sorted((e.username, (e.details or {})["token_id"]) for e in revocations) == [
+        ("ola", ola_id),
+        ("root", kari_id),
+    ]
+
+
+# -- sessions and failed logins ------------------------------------------------------------------
+
+
+def test_a_session_lasts_until_logout_new_password_new_role_or_disabling(store: Store) -> None:
+    """session_operator accepts the epoch a session began in until one of the four events ends it."""
+    _operator(store)
+    ends = (
+        lambda: end_sessions(store, "kari"),
+        lambda: set_password(store, "kari", "another long passphrase"),
+        lambda: set_role(store, "kari", Role.VIEWER),
+        lambda: store.set_operator_disabled("kari", True),
+    )
+    for end in ends:
+        epoch = session_epoch(store, "kari")
+        assert session_operator(store, "kari", epoch) is not None
+        end()
+        assert session_operator(store, "kari", epoch) is None
+    assert session_operator(store, "kari", session_epoch(store, "kari")) is None  # disabled
+    store.set_operator_disabled("kari", False)
+    assert session_operator(store, "kari", session_epoch(store, "kari")) == Operator(
+        "kari", Role.VIEWER, "Kari Vakt"
+    )
+    assert session_operator(store, "nobody", 0) is None and session_epoch(store, "nobody") is None
+
+
+def test_a_rehash_at_sign_in_keeps_the_session_epoch(store: Store) -> None:
+    """When sign-in rehashes a password made with older argon2 parameters, sessions are not ended."""
+    from argon2 import PasswordHasher
+
+    _operator(store)
+    store.set_password_hash("kari", PasswordHasher(time_cost=1).hash(PASSWORD))
+    epoch = session_epoch(store, "kari")
+    old_hash = _record(store).password_hash
+    assert authenticate(store, "kari", PASSWORD) is not None
+    assert _record(store).password_hash != old_hash
+    assert session_epoch(store, "kari") == epoch
+
+
+def _record(store: Store, username: str = "kari") -> OperatorRecord:
+    found = store.get_operator(username)
+    assert found is not None
+    return found
+
+
+def test_only_an_admin_clears_failed_logins_and_it_is_audited(store: Store) -> None:
+    """reset_login_failures stamps the account for an admin and audits it; an operator gets AccessDenied."""
+    kari, admin = _operator(store), _operator(store, "root", Role.ADMIN)
+    with pytest.raises(AccessDenied):
+        reset_login_failures(store, kari, "kari")
+    assert _record(store).logins_reset_at is None
+    reset_login_failures(store, admin, "kari")
+    assert _record(store).logins_reset_at is not None
+    (entry,) = [e for e in search_audit(store) if e.action == "reset_login_failures"]
+    assert entry.username == "root" and entry.details == {"username": "kari"}
+    with pytest.raises(InvalidAccount):
+        reset_login_failures(store, admin, "nobody")
 
 
 # -- roles ---------------------------------------------------------------------------------------

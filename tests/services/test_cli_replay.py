@@ -83,9 +83,9 @@ def test_operators_add_refuses_bad_input(cli: Any) -> None:
 
 
 def test_operators_token_prints_a_working_token_once(cli: Any, running: RunningGateway) -> None:
-    """``operators token`` prints a token that authenticates the account; disabling the account stops it."""
+    """``operators token create`` prints a token that authenticates the account; disabling stops it."""
     _add(cli, "kari", "viewer")
-    result = cli("operators", "token", "kari", "--label", "monitoring")
+    result = cli("operators", "token", "create", "kari", "--label", "monitoring")
     assert result.exit_code == 0
     token = result.output.strip()
     store = running.gateway.store

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
@@ -16,7 +16,7 @@ from edi_gateway.domain.states import MessageState
 from edi_gateway.store import Store, StoreDefect
 from edi_gateway.store.rows import message_row, request_row
 from edi_gateway.store.store import MIGRATIONS_DIR
-from edi_gateway.store.tables import audit_log, events, messages, metadata, requests
+from edi_gateway.store.tables import UtcDateTime, audit_log, events, messages, metadata, requests
 from tests.store.conftest import Builder
 
 # Columns revision 0002 added to ``messages``; rows written "at 0001" leave them out.
@@ -72,7 +72,7 @@ def test_migrating_an_empty_database_matches_the_metadata(database_url: str) -> 
     finally:
         store.close()
     assert _differences(database_url) == []
-    assert _revision(database_url) == _head() == "0004"
+    assert _revision(database_url) == _head() == "0005"
 
 
 def test_migrating_twice_is_a_no_op(database_url: str, build: Builder) -> None:
@@ -186,3 +186,48 @@ def test_0002_downgrades_and_upgrades_again_keeping_the_messages(database_url: s
 
 def _as_0001(row: dict[str, object]) -> dict[str, object]:
     return {k: v for k, v in row.items() if k not in COLUMNS_OF_0002}
+
+
+def test_upgrading_from_0004_gives_existing_tokens_90_days_and_keeps_accounts(database_url: str) -> None:
+    """Tokens stored before 0005 expire 90 days after the upgrade and work until then; accounts start at epoch 0."""
+    store = Store.connect(database_url)
+    try:
+        _move_to(store, "0004")
+        now = datetime.now(UTC)
+        account = {
+            "username": "kari",
+            "display_name": "Kari",
+            "role": "operator",
+            "password_hash": "$argon2id$fake",
+            "created_at": now,
+            "disabled": False,
+        }
+        token = {"username": "kari", "label": "old", "token_hash": "f" * 64, "created_at": now}
+        with store._write() as conn:
+            conn.execute(_as_0004("operators", account).insert(), [account])
+            conn.execute(_as_0004("api_tokens", token).insert(), [token])
+
+        store.migrate()
+
+        (stored,) = store.list_api_tokens("kari")
+        assert stored.expires_at is not None
+        assert timedelta(days=89) < stored.expires_at - now < timedelta(days=90, minutes=5)
+        assert store.use_api_token("f" * 64) is not None
+        record = store.get_operator("kari")
+        assert record is not None and record.session_epoch == 0 and record.logins_reset_at is None
+        _move_to(store, "0004", down=True)
+        engine = sa.create_engine(database_url)
+        try:
+            assert "expires_at" not in {c["name"] for c in sa.inspect(engine).get_columns("api_tokens")}
+        finally:
+            engine.dispose()
+        store.migrate()
+    finally:
+        store.close()
+    assert _differences(database_url) == []
+
+
+def _as_0004(name: str, row: dict[str, object]) -> sa.TableClause:
+    """The table with just the row's columns: at 0004 it lacks those ``tables.py`` now declares."""
+    columns = [sa.column(k, UtcDateTime()) if k == "created_at" else sa.column(k) for k in row]
+    return sa.table(name, *columns)

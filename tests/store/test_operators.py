@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
 
 import pytest
 import sqlalchemy as sa
@@ -16,11 +17,13 @@ from edi_gateway.store.operators import (
     NewReplay,
     OperatorExists,
     OperatorStore,
+    TokenRecord,
 )
 from edi_gateway.store.store import MIGRATIONS_DIR
 from tests.store.conftest import Builder, FakeClock
 
 OPERATOR_TABLES = {"operators", "api_tokens", "audit_log", "replays"}
+DAYS_90 = timedelta(days=90)
 
 
 def _add(store: Store, username: str = "kari", role: str = "operator") -> None:
@@ -63,24 +66,102 @@ def test_disabling_and_new_password_change_the_account(store: Store) -> None:
 def test_a_live_token_finds_its_account_and_is_stamped(store: Store, clock: FakeClock) -> None:
     """use_api_token returns the account of a live token and records when it was used."""
     _add(store)
-    token_id = store.add_api_token("kari", label="monitoring", token_hash="a" * 64)
+    created = clock.now
+    token_id = store.add_api_token("kari", label="monitoring", token_hash="a" * 64, valid_for=DAYS_90)
     clock.advance(minutes=5)
     got = store.use_api_token("a" * 64)
     assert got is not None and got.username == "kari"
     (token,) = store.list_api_tokens("kari")
-    assert (token.id, token.label, token.last_used_at, token.revoked_at) == (
+    assert (token.id, token.label, token.last_used_at, token.revoked_at, token.expires_at) == (
         token_id,
         "monitoring",
         clock.now,
         None,
+        created + DAYS_90,
     )
     assert store.use_api_token("b" * 64) is None
+
+
+def test_last_used_is_rewritten_at_most_once_a_minute(store: Store, clock: FakeClock) -> None:
+    """Uses within a minute of the stamp leave last_used_at alone; the first use after it moves it."""
+    _add(store)
+    token_id = store.add_api_token("kari", label="ci", token_hash="d" * 64, valid_for=DAYS_90)
+    first = clock.advance(seconds=1)
+    assert store.use_api_token("d" * 64) is not None
+    clock.advance(seconds=59)
+    assert store.use_api_token("d" * 64) is not None
+    assert _token(store, token_id).last_used_at == first
+    later = clock.advance(seconds=1)
+    assert store.use_api_token("d" * 64) is not None
+    assert _token(store, token_id).last_used_at == later
+
+
+def test_an_expired_token_no_longer_works(store: Store, clock: FakeClock) -> None:
+    """A token works until its expiry and finds no account from that instant on."""
+    _add(store)
+    store.add_api_token("kari", label="ci", token_hash="e" * 64, valid_for=timedelta(days=1))
+    clock.advance(days=1, seconds=-1)
+    assert store.use_api_token("e" * 64) is not None
+    clock.advance(seconds=1)
+    assert store.use_api_token("e" * 64) is None
+
+
+def test_tokens_are_listed_per_account_or_all_and_found_by_id(store: Store) -> None:
+    """list_api_tokens(None) lists every account's tokens; get_api_token finds one by id, None if unknown."""
+    _add(store)
+    _add(store, "ola")
+    kari = store.add_api_token("kari", label="a", token_hash="1" * 64, valid_for=DAYS_90)
+    ola = store.add_api_token("ola", label="b", token_hash="2" * 64, valid_for=DAYS_90)
+    assert [t.id for t in store.list_api_tokens("ola")] == [ola]
+    assert [t.id for t in store.list_api_tokens(None)] == [kari, ola]
+    assert _token(store, ola).username == "ola"
+    assert store.get_api_token(ola + 100) is None
+
+
+def _token(store: Store, token_id: int) -> TokenRecord:
+    found = store.get_api_token(token_id)
+    assert found is not None
+    return found
+
+
+def test_ending_sessions_bumps_the_epoch_and_a_rehash_does_not(store: Store) -> None:
+    """end_sessions, a new password, a new role and disabling each bump session_epoch; a rehash keeps it."""
+    _add(store)
+    assert _epoch(store) == 0
+    assert store.end_sessions("kari")
+    assert _epoch(store) == 1
+    assert store.set_password_hash("kari", "$argon2id$new")
+    assert store.set_operator_role("kari", "admin")
+    assert store.set_operator_disabled("kari", True)
+    assert _epoch(store) == 4
+    assert store.set_password_hash("kari", "$argon2id$rehash", end_sessions=False)
+    got = store.get_operator("kari")
+    assert got is not None and got.session_epoch == 4 and got.role == "admin"
+    assert not store.end_sessions("nobody") and not store.set_operator_role("nobody", "admin")
+
+
+def _epoch(store: Store) -> int:
+    got = store.get_operator("kari")
+    assert got is not None
+    return got.session_epoch
+
+
+def test_a_login_reset_is_stamped_on_the_account(store: Store, clock: FakeClock) -> None:
+    """reset_login_failures stamps logins_reset_at with now; an unknown account reports False."""
+    _add(store)
+    got = store.get_operator("kari")
+    assert got is not None and got.logins_reset_at is None
+    clock.advance(minutes=3)
+    assert store.reset_login_failures("kari")
+    got = store.get_operator("kari")
+    assert got is not None and got.logins_reset_at == clock.now
+    assert not store.reset_login_failures("nobody")
 
 
 def test_a_revoked_token_no_longer_works(store: Store) -> None:
     """After revoke_api_token the token finds no account; revoking twice reports nothing to revoke."""
     _add(store)
-    token_id = store.add_api_token("kari", label="ci", token_hash="c" * 64)
+    token_id = store.add_api_token("kari", label="ci", token_hash="c" * 64, valid_for=DAYS_90)
     assert store.revoke_api_token(token_id)
     assert store.use_api_token("c" * 64) is None
     assert not store.revoke_api_token(token_id)

@@ -40,6 +40,7 @@ def test_web_serves_the_app_on_the_given_address(
     home = tmp_path / "home"
     shutil.copytree(pki_template, home / "pki")
     monkeypatch.setenv("EDI_GATEWAY_HOME", str(home))
+    monkeypatch.setenv("EDI_GATEWAY_TEST_MODE", "true")  # the copied test PKI signs
     monkeypatch.delenv("EDI_GATEWAY_DATABASE_URL", raising=False)
     served: dict[str, Any] = {}
 
@@ -51,7 +52,24 @@ def test_web_serves_the_app_on_the_given_address(
     assert result.exit_code == 0, result.output
     assert isinstance(served["app"], FastAPI)
     assert (served["host"], served["port"], served["access_log"]) == ("127.0.0.1", 8123, False)
+    assert (served["proxy_headers"], served["forwarded_allow_ips"]) == (True, "127.0.0.1")
     assert "http://127.0.0.1:8123/" in result.output
+
+
+def test_web_believes_forwarded_headers_from_the_named_proxies_only(
+    tmp_path: Path, pki_template: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--forwarded-allow-ips is what uvicorn trusts for X-Forwarded-Proto (and so for HSTS)."""
+    home = tmp_path / "home"
+    shutil.copytree(pki_template, home / "pki")
+    monkeypatch.setenv("EDI_GATEWAY_HOME", str(home))
+    monkeypatch.setenv("EDI_GATEWAY_TEST_MODE", "true")
+    monkeypatch.delenv("EDI_GATEWAY_DATABASE_URL", raising=False)
+    served: dict[str, Any] = {}
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kwargs: served.update(kwargs))
+    result = CliRunner().invoke(_cli(), ["web", "--forwarded-allow-ips", "10.1.0.5,10.1.0.6"])
+    assert result.exit_code == 0, result.output
+    assert served["forwarded_allow_ips"] == "10.1.0.5,10.1.0.6"
 
 
 def test_a_bad_setting_is_a_usage_error(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,4 +1,7 @@
-"""Readiness checks and their HTTP answer, without a broker: each check says what fails and why."""
+"""Readiness checks and their HTTP answer, without a broker: each check says what fails and why.
+
+``ReadinessProbe`` runs the checks at most once per interval (the real broker count is in test_sessions).
+"""
 
 from __future__ import annotations
 
@@ -6,11 +9,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
+from unittest.mock import patch
 
 from fastapi.testclient import TestClient
 
-from edi_gateway.web import create_app
-from edi_gateway.web.health import check_signing
+from edi_gateway.services.access import Role, create_operator, create_token
+from edi_gateway.web import create_app, health
+from edi_gateway.web.health import Check, ReadinessProbe, check_signing
 from tests.services.conftest import make_settings
 
 NOBODY_LISTENS = "amqp://guest:guest@127.0.0.1:1/%2F"
@@ -42,15 +47,38 @@ def test_signing_check_fails_on_an_expired_or_future_certificate() -> None:
 def test_readyz_is_503_naming_the_broker_when_it_is_down(
     tmp_path: Path, pki_template: Path, sqlite_url: str
 ) -> None:
-    """With no broker at the configured address /readyz answers 503 and names the failing check only."""
+    """With no broker /readyz answers 503: "down" to anyone, naming the broker to a signed-in operator only."""
     settings = make_settings(
         tmp_path, pki_template, amqp_url=NOBODY_LISTENS, database_url=sqlite_url, queue_prefix="t."
     )
-    with TestClient(create_app(settings)) as client:
-        response = client.get("/readyz")
+    app = create_app(settings)
+    store = app.state.web.store
+    store.migrate()
+    create_operator(store, "viewer", "correct horse battery", Role.VIEWER)
+    auth = {"Authorization": f"Bearer {create_token(store, 'viewer', label='monitoring')}"}
+    with TestClient(app) as client:
+        anonymous = client.get("/readyz")
+        response = client.get("/readyz", headers=auth)
         assert client.get("/healthz").status_code == 200
+    assert anonymous.status_code == 503 and anonymous.json() == {"status": "down"}
     assert response.status_code == 503
     body = response.json()
-    assert body["failing"] == ["broker"]
+    assert body["status"] == "down" and body["failing"] == ["broker"]
     assert "127.0.0.1:1" in body["checks"]["broker"]["detail"]
     assert "guest" not in response.text  # credentials never leave the process
+
+
+def test_the_probe_answers_from_its_last_run_until_the_interval_is_over() -> None:
+    """Calls within ttl_s get the first run's outcome; the first call after it runs the checks again."""
+    runs: list[float] = []
+    now = [0.0]
+    probe = ReadinessProbe(ttl_s=5.0, clock=lambda: now[0])
+    gateway = _gateway_with_cert(datetime(2020, 1, 1, tzinfo=UTC), datetime(2100, 1, 1, tzinfo=UTC))
+    checks = (lambda gw: runs.append(now[0]) or Check("counted", True, "ok"),)
+    with patch.object(health, "CHECKS", checks):
+        for at in (0.0, 1.0, 4.9):
+            now[0] = at
+            assert [c.name for c in probe.checks(gateway)] == ["counted"]
+        now[0] = 5.0
+        probe.checks(gateway)
+    assert runs == [0.0, 5.0]
