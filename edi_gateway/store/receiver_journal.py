@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Final
 
 from edi_gateway.errors import StoreUnavailable
+from edi_gateway.private_files import private_dir, private_file
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,7 +67,12 @@ class ReceiverJournal:
             StoreUnavailable: the file cannot be created or read.
         """
         self._path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
+        # Owner-only, like all state under HOME: the journal names the messages this party received.
+        try:
+            private_dir(path.parent)
+            private_file(path)
+        except OSError as exc:
+            raise StoreUnavailable(f"the receiver journal cannot be created ({exc})") from exc
         with self._connection() as db:
             db.execute("PRAGMA journal_mode=WAL")
             for statement in _SCHEMA:

@@ -9,6 +9,8 @@ person numbers are in the synthetic month+80 series.
 from __future__ import annotations
 
 import dataclasses
+import os
+import stat
 import threading
 import time
 import uuid
@@ -420,6 +422,22 @@ def test_journal_survives_reopening(tmp_path: Path) -> None:
     assert again.due(100.0) == [pending]
     again.remove(["a1"])
     assert again.pending_count() == 0
+
+
+def test_journal_and_its_folders_are_owner_only_under_umask_000(tmp_path: Path) -> None:
+    """The receiver's folders are 0700 and its journal 0600, whatever the umask."""
+    settings = Settings(home=tmp_path / "home", test_mode=True)
+    old = os.umask(0)
+    try:
+        folder = receiver_state_dir(settings, PORSGRUNN)
+        journal = ReceiverJournal(folder / JOURNAL_NAME)
+        journal.record_answered([(HOSPITAL, str(uuid.uuid4()), "a1")])
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+    assert stat.S_IMODE(folder.parent.stat().st_mode) == 0o700
+    for path in folder.iterdir():
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600, path.name
 
 
 # --- the receiver on the real broker ------------------------------------------------------------

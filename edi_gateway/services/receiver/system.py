@@ -21,6 +21,7 @@ from typing import Final
 
 from edi_gateway.errors import TransientError, Unroutable, XmlRejected
 from edi_gateway.logging import get_logger
+from edi_gateway.private_files import private_dir
 from edi_gateway.registers.base import Registers, Virksomhet
 from edi_gateway.registers.fixtures import load_fixture_registers
 from edi_gateway.services.context import ConfigurationError, ensure_gateway_pki
@@ -305,8 +306,8 @@ def _spec_fields(spec: AppRecSpec) -> dict[str, object]:
 
 
 def receiver_state_dir(settings: Settings, her_id: int) -> Path:
-    """Return the folder for the receiver's journal: ``HOME/receivers/<her_id>``."""
-    return settings.home / "receivers" / str(her_id)
+    """Return the folder for the receiver's journal, ``HOME/receivers/<her_id>``, created owner-only."""
+    return private_dir(private_dir(settings.home / "receivers") / str(her_id))
 
 
 def load_receiving_party(settings: Settings, her_id: int) -> ReceivingParty:
