@@ -22,8 +22,7 @@ from typing import Any
 
 from edi_gateway.errors import PermanentError
 from edi_gateway.services.access import Operator, audit, check_reason
-from edi_gateway.store import ParkedRecord, Store
-from edi_gateway.store.parked import ParkedSummary
+from edi_gateway.store import ParkedRecord, ParkedSummary, Store
 
 MAX_PAGE = 500
 """The largest page ``list_parked`` returns; a bigger ``limit`` is cut to this."""

@@ -28,8 +28,6 @@ from edi_gateway.store.records import (
     AppRecRecord,
     NewAppRec,
     NewParked,
-    ParkedKind,
-    ParkedRecord,
     Transition,
 )
 from edi_gateway.store.tables import apprecs, parked, receiver_health
@@ -126,34 +124,6 @@ class AcknowledgementStore(StoreBase):
         with self._read() as conn:
             return [rows.apprec_record(r) for r in conn.execute(query)]
 
-    def list_parked(
-        self,
-        *,
-        unresolved_only: bool = True,
-        kind: ParkedKind | None = None,
-        code: str | None = None,
-        limit: int = 100,
-    ) -> list[ParkedRecord]:
-        """Return parked documents, oldest first (the order an operator works through them).
-
-        Args:
-            unresolved_only: leave out the ones an operator has resolved.
-            kind: only this kind of document.
-            code: only this code (e.g. ``apprec.wrong_sender``).
-            limit: at most this many.
-        """
-        query = _parked_filter(sa.select(parked), unresolved_only, kind, code)
-        query = query.order_by(parked.c.received_at, parked.c.id).limit(limit)
-        with self._read() as conn:
-            return [rows.parked_record(r) for r in conn.execute(query)]
-
-    def count_parked(
-        self, *, unresolved_only: bool = True, kind: ParkedKind | None = None, code: str | None = None
-    ) -> int:
-        """Return how many parked documents match the filters of ``list_parked``."""
-        query = sa.select(sa.func.count()).select_from(parked)
-        return self._scalar_int(_parked_filter(query, unresolved_only, kind, code))
-
     def receiver_health(self, her_ids: Collection[int]) -> dict[int, ReceiverHealth]:
         """Return the stored health of each receiver HER-id that has one (a receiver never stored is absent).
 
@@ -237,18 +207,6 @@ def _known(conn: sa.Connection, apprec_ids: Collection[str]) -> dict[str, KnownA
         query = sa.select(apprecs.c.apprec_id, apprecs.c.fingerprint).where(apprecs.c.apprec_id.in_(chunk))
         found.update({r.apprec_id: KnownAppRec(r.apprec_id, r.fingerprint) for r in conn.execute(query)})
     return by_asked(apprec_ids, found)
-
-
-def _parked_filter(
-    query: sa.Select[Any], unresolved_only: bool, kind: ParkedKind | None, code: str | None
-) -> sa.Select[Any]:
-    if unresolved_only:
-        query = query.where(parked.c.resolved_at.is_(None))
-    if kind is not None:
-        query = query.where(parked.c.kind == ParkedKind(kind).value)
-    if code is not None:
-        query = query.where(parked.c.code == code)
-    return query
 
 
 _HEALTH_VALUES = ("consecutive_overdue", "quiet", "updated_at")

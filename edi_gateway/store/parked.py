@@ -1,47 +1,19 @@
-"""Parked documents for operators: one document, and pages of them without their payloads.
+"""Reading parked documents: one document, pages of them without their payloads, lists and counts.
 
-Parking itself is part of the acknowledgement batch (``acks.py``, which also lists, counts and
-resolves). Here is what the operators' list and detail views read: a page of summaries that never
-loads the stored bytes (only their length), and one document with them. ``Store`` inherits these.
+Parking and resolving are part of the acknowledgement batch (``acks.py``). Here is what operators,
+metrics and tests read, every listing through one set of filters: a page of summaries that never
+loads the stored bytes (only their length), one document with them, and the oldest-first list with
+payloads. ``Store`` inherits these.
 """
 
 from __future__ import annotations
-
-from dataclasses import dataclass
-from datetime import datetime
-from typing import Any
 
 import sqlalchemy as sa
 
 from edi_gateway.store import rows
 from edi_gateway.store.base import StoreBase
-from edi_gateway.store.records import ParkedKind, ParkedRecord
+from edi_gateway.store.records import ParkedKind, ParkedRecord, ParkedSummary
 from edi_gateway.store.tables import parked
-
-
-@dataclass(frozen=True, slots=True)
-class ParkedSummary:
-    """A parked document without its payload.
-
-    Attributes:
-        raw_kept: how many bytes of the document the store holds (see ``rows.PARKED_RAW_KEEP_BYTES``).
-        details: the JSON the worker recorded; ``raw_size`` and ``raw_sha256`` there when it was cut.
-    """
-
-    id: int
-    kind: ParkedKind
-    code: str
-    reason: str
-    received_at: datetime
-    raw_kept: int
-    amqp_message_id: str | None
-    apprec_id: str | None
-    msg_id: str | None
-    details: dict[str, Any] | None
-    resolved_at: datetime | None
-    resolved_by: str | None
-    resolution: str | None
-
 
 _SUMMARY_COLUMNS = [c for c in parked.c if c.name != "raw"]
 
@@ -78,11 +50,7 @@ class ParkedStore(StoreBase):
         Raises:
             StoreUnavailable: the database cannot be reached.
         """
-        where: list[sa.ColumnElement[bool]] = []
-        if resolved is not None:
-            where.append(parked.c.resolved_at.is_not(None) if resolved else parked.c.resolved_at.is_(None))
-        if code is not None:
-            where.append(parked.c.code == code)
+        where = _conditions(resolved, None, code)
         kept = sa.func.length(parked.c.raw).label("raw_kept")
         query = (
             sa.select(*_SUMMARY_COLUMNS, kept)
@@ -93,24 +61,48 @@ class ParkedStore(StoreBase):
         )
         count = sa.select(sa.func.count()).select_from(parked).where(*where)
         with self._read() as conn:
-            found = [_summary(r._mapping) for r in conn.execute(query)]
+            found = [rows.parked_summary(r._mapping) for r in conn.execute(query)]
             total = int(conn.execute(count).scalar_one())
         return found, total
 
+    def list_parked(
+        self,
+        *,
+        unresolved_only: bool = True,
+        kind: ParkedKind | None = None,
+        code: str | None = None,
+        limit: int = 100,
+    ) -> list[ParkedRecord]:
+        """Return parked documents with their payloads, oldest first (the order one works through them).
 
-def _summary(m: Any) -> ParkedSummary:
-    return ParkedSummary(
-        id=m["id"],
-        kind=ParkedKind(m["kind"]),
-        code=m["code"],
-        reason=m["reason"],
-        received_at=m["received_at"],
-        raw_kept=int(m["raw_kept"] or 0),
-        amqp_message_id=m["amqp_message_id"],
-        apprec_id=m["apprec_id"],
-        msg_id=m["msg_id"],
-        details=m["details"],
-        resolved_at=m["resolved_at"],
-        resolved_by=m["resolved_by"],
-        resolution=m["resolution"],
-    )
+        Args:
+            unresolved_only: leave out the ones an operator has resolved.
+            kind: only this kind of document.
+            code: only this code (e.g. ``apprec.wrong_sender``).
+            limit: at most this many.
+        """
+        where = _conditions(False if unresolved_only else None, kind, code)
+        query = sa.select(parked).where(*where).order_by(parked.c.received_at, parked.c.id).limit(limit)
+        with self._read() as conn:
+            return [rows.parked_record(r) for r in conn.execute(query)]
+
+    def count_parked(
+        self, *, unresolved_only: bool = True, kind: ParkedKind | None = None, code: str | None = None
+    ) -> int:
+        """Return how many parked documents match the filters of ``list_parked``."""
+        where = _conditions(False if unresolved_only else None, kind, code)
+        return self._scalar_int(sa.select(sa.func.count()).select_from(parked).where(*where))
+
+
+def _conditions(
+    resolved: bool | None, kind: ParkedKind | None, code: str | None
+) -> list[sa.ColumnElement[bool]]:
+    """The WHERE conditions every parked listing shares (None: no condition on that column)."""
+    where: list[sa.ColumnElement[bool]] = []
+    if resolved is not None:
+        where.append(parked.c.resolved_at.is_not(None) if resolved else parked.c.resolved_at.is_(None))
+    if kind is not None:
+        where.append(parked.c.kind == ParkedKind(kind).value)
+    if code is not None:
+        where.append(parked.c.code == code)
+    return where

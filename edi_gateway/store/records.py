@@ -291,11 +291,13 @@ class AppRecRecord(NewAppRec):
 
 
 @dataclass(frozen=True, slots=True)
-class ParkedRecord:
-    """A parked document, every column.
+class ParkedColumns:
+    """A parked document's columns but its payload: what the operators' lists show.
 
     Attributes:
         id: increasing row id; the handle an operator resolves it by.
+        details: the JSON the worker recorded; ``raw_size`` and ``raw_sha256`` there when the stored
+            payload was cut (``rows.PARKED_RAW_KEEP_BYTES``).
         resolved_at: when an operator resolved it; None while it waits.
         resolved_by: the operator who resolved it.
         resolution: what the operator did or decided, in plain language.
@@ -306,7 +308,6 @@ class ParkedRecord:
     code: str
     reason: str
     received_at: datetime
-    raw: bytes
     amqp_message_id: str | None
     apprec_id: str | None
     msg_id: str | None
@@ -314,3 +315,17 @@ class ParkedRecord:
     resolved_at: datetime | None
     resolved_by: str | None
     resolution: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ParkedSummary(ParkedColumns):
+    """A parked document without its payload; ``raw_kept`` is how many bytes of it the store holds."""
+
+    raw_kept: int
+
+
+@dataclass(frozen=True, slots=True)
+class ParkedRecord(ParkedColumns):
+    """A parked document, every column: its ``ParkedColumns`` and the stored payload."""
+
+    raw: bytes

@@ -26,6 +26,7 @@ from edi_gateway.store.records import (
     NewRequest,
     ParkedKind,
     ParkedRecord,
+    ParkedSummary,
     RequestOutcome,
     RequestRecord,
     SignatureCheck,
@@ -361,24 +362,33 @@ def apprec_record(row: sa.Row[Any]) -> AppRecRecord:
     )
 
 
+def _parked_columns(m: sa.RowMapping) -> dict[str, Any]:
+    """The ``ParkedColumns`` fields of a ``parked`` row mapping (everything but the payload)."""
+    return {
+        "id": m["id"],
+        "kind": ParkedKind(m["kind"]),
+        "code": m["code"],
+        "reason": m["reason"],
+        "received_at": m["received_at"],
+        "amqp_message_id": m["amqp_message_id"],
+        "apprec_id": m["apprec_id"],
+        "msg_id": m["msg_id"],
+        "details": m["details"],
+        "resolved_at": m["resolved_at"],
+        "resolved_by": m["resolved_by"],
+        "resolution": m["resolution"],
+    }
+
+
 def parked_record(row: sa.Row[Any]) -> ParkedRecord:
     """Rebuild a ``ParkedRecord`` from a ``parked`` row."""
     m = row._mapping
-    return ParkedRecord(
-        id=m["id"],
-        kind=ParkedKind(m["kind"]),
-        code=m["code"],
-        reason=m["reason"],
-        received_at=m["received_at"],
-        raw=bytes(m["raw"]),
-        amqp_message_id=m["amqp_message_id"],
-        apprec_id=m["apprec_id"],
-        msg_id=m["msg_id"],
-        details=m["details"],
-        resolved_at=m["resolved_at"],
-        resolved_by=m["resolved_by"],
-        resolution=m["resolution"],
-    )
+    return ParkedRecord(**_parked_columns(m), raw=bytes(m["raw"]))
+
+
+def parked_summary(m: sa.RowMapping) -> ParkedSummary:
+    """Rebuild a ``ParkedSummary`` from a ``parked`` row's mapping, selected with ``raw_kept``."""
+    return ParkedSummary(**_parked_columns(m), raw_kept=int(m["raw_kept"] or 0))
 
 
 def health_value(row: sa.Row[Any]) -> ReceiverHealth:
