@@ -12,8 +12,8 @@ from typing import Annotated
 
 import typer
 
-from edi_gateway.cli_common import store_session
-from edi_gateway.cli_replay import _settings, _system_actor, operators_app
+from edi_gateway.cli_common import command_settings, store_session
+from edi_gateway.cli_replay import _system_actor, operators_app
 from edi_gateway.localtime import shown
 
 token_app = typer.Typer(help="API tokens: create, list, revoke.", no_args_is_help=True)
@@ -37,7 +37,7 @@ def token_create(
     """Create an API token for an account; it is printed this once and stored only as a hash."""
     from edi_gateway.services.access import audit, create_token
 
-    settings = _settings()
+    settings = command_settings()
     with store_session(settings) as store:
         token = create_token(store, username, label=label, expires_days=expires_days)
         details = {"username": username, "label": label, "expires_days": expires_days}
@@ -54,7 +54,7 @@ def token_list(
 
     from edi_gateway.cli_ops import table
 
-    settings = _settings()
+    settings = command_settings()
     with store_session(settings) as store:
         tokens = store.list_api_tokens(username)
     now = datetime.now(UTC)
@@ -81,7 +81,7 @@ def token_revoke(token_id: Annotated[int, typer.Argument(help="The token's id (s
     """Revoke a token for good: calls with it get 401 from then on."""
     from edi_gateway.services.access import revoke_token_as
 
-    settings = _settings()
+    settings = command_settings()
     with store_session(settings) as store:
         token = revoke_token_as(store, _system_actor(), token_id)
     typer.echo(f"token {token.id} ({token.username}, {token.label}) revoked")
@@ -98,7 +98,7 @@ def operators_role(
         chosen = Role(role)
     except ValueError as exc:
         raise typer.BadParameter("choose viewer, operator or admin", param_hint="--role") from exc
-    settings = _settings()
+    settings = command_settings()
     with store_session(settings) as store:
         set_role(store, username, chosen)
         details = {"username": username, "role": chosen.value}
@@ -110,7 +110,7 @@ def operators_unlock(username: Annotated[str, typer.Argument(help="The account."
     """Clear an account's failed web logins, in every web process, so it may sign in at once."""
     from edi_gateway.services.access import reset_login_failures
 
-    settings = _settings()
+    settings = command_settings()
     with store_session(settings) as store:
         reset_login_failures(store, _system_actor(), username)
     typer.echo(f"failed logins of {username} cleared")

@@ -7,6 +7,7 @@ signing key outside test mode).
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
@@ -21,6 +22,7 @@ from edi_gateway.settings import ConfigurationError, Settings
 
 if TYPE_CHECKING:  # commands import their services lazily, to keep start-up quick
     from edi_gateway.services.access import Operator, Role
+    from edi_gateway.services.context import Gateway
     from edi_gateway.store import Store
 
 OPERATOR_ENV = "EDI_GATEWAY_OPERATOR"
@@ -55,6 +57,36 @@ def failing_cleanly() -> Iterator[None]:
         yield
     except EdiGatewayError as exc:
         raise fail(exc) from exc
+
+
+def command_settings() -> Settings:
+    """The settings for a command whose stdout is its result: logs (warnings and worse) go to stderr."""
+    from edi_gateway.logging import configure_logging
+
+    configure_logging(level="WARNING", stream=sys.stderr)
+    return load_settings()
+
+
+@contextmanager
+def gateway_session() -> Iterator[Gateway]:
+    """Open the gateway for one command and close it after.
+
+    The gateway's errors exit as :func:`fail` says (1, or 2 for a configuration error); a bad value
+    (``ValueError``) exits 2.
+    """
+    from edi_gateway.services.context import open_gateway
+
+    settings = command_settings()
+    with failing_cleanly():
+        gateway = open_gateway(settings)
+    try:
+        with failing_cleanly():
+            yield gateway
+    except ValueError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    finally:
+        gateway.close()
 
 
 @contextmanager

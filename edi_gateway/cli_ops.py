@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -21,17 +20,15 @@ from edi_gateway.cli_common import (
     OPERATOR_ENV,
     OPERATOR_HELP,
     acting_operator,
-    fail,
-    load_settings,
+    gateway_session,
     parse_when,
 )
 from edi_gateway.domain.states import MessageState
-from edi_gateway.errors import EdiGatewayError
 from edi_gateway.localtime import shown
 from edi_gateway.services import queries
 
 if TYPE_CHECKING:  # the gateway context loads keys and schemas: import it only when a command runs
-    from edi_gateway.services.context import Gateway
+    pass
 
 messages_app = typer.Typer(help="Find and inspect messages.", no_args_is_help=True)
 registry_app = typer.Typer(help="Look up the registers the way routing sees them.", no_args_is_help=True)
@@ -48,27 +45,6 @@ def register(app: typer.Typer) -> None:
 
 
 # -- plumbing --------------------------------------------------------------------------------------
-
-
-@contextmanager
-def _gateway() -> Iterator[Gateway]:
-    """Open the gateway for one command; a runtime failure exits 1, a bad value 2."""
-    from edi_gateway.services.context import open_gateway
-
-    settings = load_settings()
-    try:
-        gateway = open_gateway(settings)
-    except EdiGatewayError as exc:
-        raise fail(exc) from exc
-    try:
-        yield gateway
-    except EdiGatewayError as exc:
-        raise fail(exc) from exc
-    except ValueError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from exc
-    finally:
-        gateway.close()
 
 
 def _since(value: str | None) -> datetime | None:
@@ -154,7 +130,7 @@ def list_command(
         limit=limit,
         offset=offset,
     )
-    with _gateway() as gateway:
+    with gateway_session() as gateway:
         page = queries.list_messages(gateway.store, f)
     if as_json:
         _echo_json(page)
@@ -186,7 +162,7 @@ def show_command(
             raise typer.BadParameter("--xml shows patient data: give --operator (your account)")
         _show_xml(msg_id, reason, operator)
         return
-    with _gateway() as gateway:
+    with gateway_session() as gateway:
         detail = queries.message_detail(gateway.store, msg_id)
     if detail is None:
         typer.echo(f"error: no message has MsgId {msg_id}", err=True)
@@ -203,7 +179,7 @@ def _show_xml(msg_id: str, reason: str | None, username: str) -> None:
     from edi_gateway.services.access import Role, reveal_payload
     from edi_gateway.store import MessageNotFound
 
-    with _gateway() as gateway:
+    with gateway_session() as gateway:
         who = acting_operator(gateway.store, username, Role.OPERATOR)
         try:
             payload = reveal_payload(gateway.store, who, msg_id, reason=reason)
@@ -288,7 +264,7 @@ def lookup_command(
     person = is_person_query(query)
     if person and not (operator and reason and reason.strip()):
         raise typer.BadParameter("a person number is audited: give --operator and --reason")
-    with _gateway() as gateway:
+    with gateway_session() as gateway:
         if person and operator:
             who = acting_operator(gateway.store, operator, Role.OPERATOR)
             answer = registry_lookup(gateway, who, query, reason)
@@ -329,7 +305,7 @@ def report_command(
 ) -> None:
     """Report a period: outcomes per kommune and samhandlingspunkt, consent, median time to AppRec."""
     start, end = parse_when(since), parse_when(until, end_of_day=True)
-    with _gateway() as gateway:
+    with gateway_session() as gateway:
         found = queries.report(gateway.store, gateway.registers, since=start, until=end)
     if as_json:
         _echo_json(found)

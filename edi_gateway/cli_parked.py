@@ -10,20 +10,21 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from edi_gateway.cli_common import OPERATOR_ENV, OPERATOR_HELP, OperatorOption, acting_operator, load_settings
-from edi_gateway.errors import EdiGatewayError
+from edi_gateway.cli_common import (
+    OPERATOR_ENV,
+    OPERATOR_HELP,
+    OperatorOption,
+    acting_operator,
+    gateway_session,
+)
 from edi_gateway.localtime import shown
-from edi_gateway.logging import configure_logging
 from edi_gateway.services.parked import MAX_PAGE, ParkedAction, ParkedState
 
 if TYPE_CHECKING:  # the gateway context loads keys and schemas: import it only when a command runs
-    from edi_gateway.services.context import Gateway
     from edi_gateway.services.parked import ParkedView
 
 parked_app = typer.Typer(
@@ -41,30 +42,6 @@ def register(app: typer.Typer) -> None:
     app.add_typer(parked_app, name="parked")
 
 
-@contextmanager
-def _gateway() -> Iterator[Gateway]:
-    """Open the gateway for one command; the gateway's errors exit 1 with one line on stderr."""
-    from edi_gateway.services.context import open_gateway
-
-    configure_logging(level="WARNING", stream=sys.stderr)
-    settings = load_settings()
-    try:
-        gateway = open_gateway(settings)
-    except EdiGatewayError as exc:
-        raise _fail(exc) from exc
-    try:
-        yield gateway
-    except EdiGatewayError as exc:
-        raise _fail(exc) from exc
-    finally:
-        gateway.close()
-
-
-def _fail(exc: Exception) -> typer.Exit:
-    typer.echo(f"error: {exc}", err=True)
-    return typer.Exit(1)
-
-
 @parked_app.command("list")
 def list_command(
     state: Annotated[
@@ -79,7 +56,7 @@ def list_command(
     from edi_gateway.cli_ops import table
     from edi_gateway.services.parked import list_parked
 
-    with _gateway() as gateway:
+    with gateway_session() as gateway:
         page = list_parked(gateway.store, state=state, code=code, limit=limit, offset=offset)
     if as_json:
         _echo_json(page)
@@ -109,7 +86,7 @@ def show_command(
 
     if payload and not (operator and reason and reason.strip()):
         raise typer.BadParameter("--payload is audited: give --operator and --reason")
-    with _gateway() as gateway:
+    with gateway_session() as gateway:
         if payload and operator and reason:
             who = acting_operator(gateway.store, operator, Role.OPERATOR)
             revealed = reveal_parked(gateway.store, who, parked_id, reason=reason)
@@ -144,7 +121,7 @@ def _decide(parked_id: int, action: ParkedAction, reason: str, operator: str, as
     from edi_gateway.services.access import Role
     from edi_gateway.services.parked import decide_parked
 
-    with _gateway() as gateway:
+    with gateway_session() as gateway:
         who = acting_operator(gateway.store, operator, Role.OPERATOR)
         view = decide_parked(gateway.store, who, parked_id, action, reason=reason)
     if as_json:

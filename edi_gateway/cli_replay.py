@@ -21,13 +21,11 @@ from edi_gateway.cli_common import (
     OPERATOR_ENV,
     OperatorOption,
     acting_operator,
+    command_settings,
     failing_cleanly,
-    load_settings,
     parse_when,
     store_session,
 )
-from edi_gateway.logging import configure_logging
-from edi_gateway.settings import Settings
 
 if TYPE_CHECKING:  # the commands import their services lazily, to keep start-up quick
     from edi_gateway.services.access import Operator
@@ -54,12 +52,6 @@ def register(app: typer.Typer) -> None:
 
 
 # -- shared --------------------------------------------------------------------------------------
-
-
-def _settings() -> Settings:
-    """The settings; logs (warnings and worse) go to stderr, results to stdout."""
-    configure_logging(level="WARNING", stream=sys.stderr)
-    return load_settings()
 
 
 def _kind(value: str) -> ReplayKind:
@@ -102,7 +94,7 @@ def replay_one(
     edited = _edited_request(request_file) if chosen is ReplayKind.EDIT else None
     if chosen is not ReplayKind.EDIT and request_file is not None:
         raise typer.BadParameter("only --kind edit takes a request file", param_hint="--request-file")
-    settings = _settings()
+    settings = command_settings()
     with failing_cleanly():
         gateway = open_gateway(settings)
         try:
@@ -151,7 +143,7 @@ def replay_filter(
     from edi_gateway.transport.publisher import ConfirmingPublisher
 
     chosen = _kind(kind)
-    settings = _settings()
+    settings = command_settings()
     f = MessageFilter(
         state=state,
         kommunenummer=kommune,
@@ -211,7 +203,7 @@ def operators_add(
     except ValueError as exc:
         raise typer.BadParameter("choose viewer, operator or admin", param_hint="--role") from exc
     password = _new_password(password_stdin)
-    settings = _settings()
+    settings = command_settings()
     with store_session(settings) as store:
         created = create_operator(store, username, password, chosen, display_name)
         details = {"username": created.username, "role": created.role.value}
@@ -230,7 +222,7 @@ def operators_password(
     from edi_gateway.services.access import audit, set_password
 
     password = _new_password(password_stdin)
-    settings = _settings()
+    settings = command_settings()
     with store_session(settings) as store:
         set_password(store, username, password)
         audit(
@@ -253,7 +245,7 @@ def _new_password(from_stdin: bool) -> str:
 def operators_list() -> None:
     """List the accounts: username, role, enabled or not, display name."""
 
-    settings = _settings()
+    settings = command_settings()
     with store_session(settings) as store:
         for record in store.list_operators():
             status = "disabled" if record.disabled else "enabled"
@@ -268,7 +260,7 @@ def operators_disable(
     """Disable an account (its sign-ins and tokens stop working), or enable it again."""
     from edi_gateway.services.access import audit
 
-    settings = _settings()
+    settings = command_settings()
     with store_session(settings) as store:
         if not store.set_operator_disabled(username, not enable):
             typer.echo(f"error: no operator named {username!r}", err=True)
@@ -300,7 +292,7 @@ def audit_search(
     """Search the audit log, newest first; the search itself is audited."""
     from edi_gateway.services.access import Role, bind_patient_key, load_patient_key, search_audit_as
 
-    settings = _settings()
+    settings = command_settings()
     with store_session(settings) as store:
         bind_patient_key(store, load_patient_key(settings))
         who = acting_operator(store, admin, Role.ADMIN)

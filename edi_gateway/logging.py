@@ -14,7 +14,7 @@ import logging
 import re
 import sys
 from collections.abc import MutableMapping
-from typing import Any, TextIO
+from typing import Any, TextIO, cast
 
 import structlog
 
@@ -70,7 +70,7 @@ def configure_logging(*, level: str = "INFO", stream: TextIO | None = None, json
         stream: where lines go (default stdout).
         json: force JSON (True) or console rendering (False); default: JSON unless stream is a TTY.
     """
-    out = stream or sys.stdout
+    out = _late_bound(stream or sys.stdout)
     use_json = json if json is not None else not out.isatty()
     renderer: Any = structlog.processors.JSONRenderer() if use_json else structlog.dev.ConsoleRenderer()
     structlog.configure(
@@ -104,6 +104,38 @@ def configure_logging(*, level: str = "INFO", stream: TextIO | None = None, json
         )
     )
     logging.basicConfig(handlers=[handler], level=logging.WARNING, force=True)
+
+
+class _StandardStream:
+    """``sys.stdout`` or ``sys.stderr`` as it is when a line is written, not when logging was set up.
+
+    Command runners (and test runners) swap the standard streams for a while; a logger bound to the
+    swapped-in stream would write to it, closed, long after the swap ended.
+    """
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    def _stream(self) -> TextIO:
+        stream: TextIO = getattr(sys, self._name)
+        return stream
+
+    def write(self, text: str) -> int:
+        return self._stream().write(text)
+
+    def flush(self) -> None:
+        self._stream().flush()
+
+    def isatty(self) -> bool:
+        return self._stream().isatty()
+
+
+def _late_bound(stream: TextIO) -> TextIO:
+    """The standard streams late-bound (see ``_StandardStream``); any other stream as it is."""
+    for name in ("stdout", "stderr"):
+        if stream is getattr(sys, name):
+            return cast(TextIO, _StandardStream(name))
+    return stream
 
 
 def get_logger(name: str) -> Any:

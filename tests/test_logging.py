@@ -5,6 +5,9 @@ from __future__ import annotations
 import io
 import json
 import logging
+import sys
+
+import pytest
 
 from edi_gateway.logging import configure_logging, get_logger
 
@@ -93,3 +96,22 @@ def test_console_rendering_masks_tracebacks_too() -> None:
 def teardown_module() -> None:
     """Later tests expect the default configuration (stdout), not this module's buffers."""
     configure_logging()
+
+
+def test_logging_to_stderr_follows_the_stream_in_place_when_a_line_is_written(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Configured on sys.stderr, lines go to whatever sys.stderr is at write time, ours and libraries'."""
+    first = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", first)
+    configure_logging(level="INFO", stream=sys.stderr)
+    later = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", later)
+    first.close()  # a command runner's swapped-in stream, gone after its command
+    try:
+        get_logger("t").info("after_swap", msg_id="m1")
+        logging.getLogger("pika.test").warning("library line")
+    finally:
+        configure_logging()
+    lines = [json.loads(line) for line in later.getvalue().splitlines()]
+    assert [line["event"] for line in lines] == ["after_swap", "library line"]
