@@ -11,10 +11,15 @@ import socket
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import pytest
 import sqlalchemy as sa
+
+if TYPE_CHECKING:
+    from edi_gateway.store import Store
+    from tests.store.conftest import Builder, FakeClock
 
 REPO = Path(__file__).resolve().parent.parent
 # Reference material the tests read, all inside the repository (tests/data/README.md says where each
@@ -116,3 +121,35 @@ def pki_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     settings = Settings(home=tmp_path_factory.mktemp("pki-home"), test_mode=True)
     ensure_gateway_pki(settings, load_fixture_registers(resource_dir("fixtures") / "registers"))
     return settings.pki_dir
+
+
+# -- a migrated store on each database, with a hand-driven clock (store and service tests) --------
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    """A fresh clock at T0."""
+    from tests.store.conftest import FakeClock
+
+    return FakeClock()
+
+
+@pytest.fixture
+def build(clock: FakeClock) -> Builder:
+    """Record builders on the test clock."""
+    from tests.store.conftest import Builder
+
+    return Builder(clock)
+
+
+@pytest.fixture
+def store(database_url: str, clock: FakeClock) -> Iterator[Store]:
+    """A migrated, empty store on SQLite and on PostgreSQL."""
+    from edi_gateway.store import Store
+
+    s = Store.connect(database_url, clock=clock)
+    s.migrate()
+    try:
+        yield s
+    finally:
+        s.close()

@@ -226,3 +226,24 @@ def running(
     finally:
         stop_gateway(gw)
         _cleanup(settings, gw.gateway, [gw.events_queue])
+
+
+# -- a gateway without a broker, on the parametrised database (routing, access and query tests) ----
+
+
+@pytest.fixture
+def settings(tmp_path: Path, pki_template: Path, database_url: str) -> Settings:
+    """Settings with an own home and the parametrised database; no broker is used here."""
+    return make_settings(
+        tmp_path, pki_template, amqp_url="amqp://unused", database_url=database_url, queue_prefix="unused."
+    )
+
+
+@pytest.fixture
+def gateway(settings: Settings) -> Iterator[Gateway]:
+    """A gateway on a migrated store, its patient key bound."""
+    gw = open_gateway(settings, migrate=True)
+    try:
+        yield gw
+    finally:
+        gw.close()

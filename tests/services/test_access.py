@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import stat
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -44,35 +43,17 @@ from edi_gateway.services.access import (
     tokens_visible_to,
 )
 from edi_gateway.services.building import MessageBuilder
-from edi_gateway.services.context import Gateway, open_gateway
+from edi_gateway.services.context import Gateway
 from edi_gateway.services.receivers import resolve_receivers
 from edi_gateway.settings import Settings
 from edi_gateway.store import NewRequest, RequestOutcome, Store
 from edi_gateway.store.operators import OperatorExists, OperatorRecord
 from edi_gateway.store.tables import api_tokens, audit_log
-from tests.services.conftest import example, make_settings
+from tests.services.conftest import example
 
 PASSWORD = "correct horse battery"
 PATIENT = "07926217857"  # the synthetic patient of the kommune-only example
 OTHER_PATIENT = "18897219545"  # another synthetic patient of the registers
-
-
-@pytest.fixture
-def settings(tmp_path: Path, pki_template: Path, database_url: str) -> Settings:
-    """Settings with an own home and the parametrized database; no broker is used here."""
-    return make_settings(
-        tmp_path, pki_template, amqp_url="amqp://unused", database_url=database_url, queue_prefix="unused."
-    )
-
-
-@pytest.fixture
-def gateway(settings: Settings) -> Iterator[Gateway]:
-    """A gateway on a migrated store, its patient key bound."""
-    gw = open_gateway(settings, migrate=True)
-    try:
-        yield gw
-    finally:
-        gw.close()
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
 
 import pytest
 
@@ -31,29 +30,6 @@ from tests.store.conftest import Builder, FakeClock
 
 PASSWORD = "correct horse battery"
 RAW = b"<AppRec><Id>a-1</Id></AppRec>"
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    """A fresh clock at T0."""
-    return FakeClock()
-
-
-@pytest.fixture
-def build(clock: FakeClock) -> Builder:
-    """Record builders on the test clock."""
-    return Builder(clock)
-
-
-@pytest.fixture
-def store(database_url: str, clock: FakeClock) -> Iterator[Store]:
-    """A migrated, empty store on SQLite and on PostgreSQL."""
-    s = Store.connect(database_url, clock=clock)
-    s.migrate()
-    try:
-        yield s
-    finally:
-        s.close()
 
 
 def _park(store: Store, *documents: NewParked) -> list[int]:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -56,29 +55,6 @@ from tests.store.test_queries import (
 from tests.xml.test_msghead import PATIENT, kommune_receiver, make_message
 
 WEEK = {"since": T0, "until": T0 + timedelta(days=7)}
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    """A hand-driven clock at T0."""
-    return FakeClock()
-
-
-@pytest.fixture
-def store(database_url: str, clock: FakeClock) -> Iterator[Store]:
-    """A migrated, empty store on SQLite and on PostgreSQL."""
-    s = Store.connect(database_url, clock=clock)
-    s.migrate()
-    try:
-        yield s
-    finally:
-        s.close()
-
-
-@pytest.fixture
-def build(clock: FakeClock) -> Builder:
-    """Record builders on the test clock."""
-    return Builder(clock)
 
 
 @pytest.fixture

@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator
-from pathlib import Path
 
-import pytest
 from typer.testing import CliRunner
 
 from edi_gateway.cli import app
@@ -16,34 +13,16 @@ from edi_gateway.domain.request import parse_request
 from edi_gateway.domain.states import RequestState
 from edi_gateway.services import queries
 from edi_gateway.services.building import MessageBuilder
-from edi_gateway.services.context import Gateway, open_gateway
+from edi_gateway.services.context import Gateway
 from edi_gateway.services.receivers import resolve_receivers
 from edi_gateway.settings import Settings
 from edi_gateway.store import NewMessage, NewRequest, RequestOutcome
 from edi_gateway.store.operators import NewReplay
-from tests.services.conftest import example, make_settings
+from tests.services.conftest import example
 
 BAMBLE_PATIENT = "08818028386"  # lives in Bamble, which is registered without a tjenestekontor
 SELJORD_PATIENT = "16875837641"  # lives in Seljord, also without a tjenestekontor; has a fastlege
 SKIEN_PATIENT = "23915700969"
-
-
-@pytest.fixture
-def settings(tmp_path: Path, pki_template: Path, database_url: str) -> Settings:
-    """Settings with an own home and the parametrized database; no broker is used here."""
-    return make_settings(
-        tmp_path, pki_template, amqp_url="amqp://unused", database_url=database_url, queue_prefix="unused."
-    )
-
-
-@pytest.fixture
-def gateway(settings: Settings) -> Iterator[Gateway]:
-    """A gateway on a migrated store."""
-    gw = open_gateway(settings, migrate=True)
-    try:
-        yield gw
-    finally:
-        gw.close()
 
 
 def _store_request(gateway: Gateway, person_id: str, *, fastlege: bool = False) -> list[NewMessage]:

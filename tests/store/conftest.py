@@ -1,14 +1,15 @@
-"""Fixtures for the store tests: a migrated store on each database, a hand-driven clock, record builders."""
+"""The store tests' helpers: a hand-driven clock and record builders.
+
+The ``clock``, ``build`` and ``store`` fixtures built on them live in ``tests/conftest.py``: the
+service tests use them too.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-
-import pytest
 
 from edi_gateway.domain.acks import AckOutcome
 from edi_gateway.domain.apprec import AppRecStatus
@@ -22,7 +23,6 @@ from edi_gateway.store import (
     ParkedKind,
     RequestOutcome,
     SignatureCheck,
-    Store,
 )
 
 T0 = datetime(2024, 11, 4, 8, 30, tzinfo=UTC)
@@ -152,26 +152,3 @@ class Builder:
             msg_id=msg_id,
             details={"sender_her_id": KOMMUNE_ORG},
         )
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    """A fresh clock at T0."""
-    return FakeClock()
-
-
-@pytest.fixture
-def build(clock: FakeClock) -> Builder:
-    """Record builders on the test clock."""
-    return Builder(clock)
-
-
-@pytest.fixture
-def store(database_url: str, clock: FakeClock) -> Iterator[Store]:
-    """A migrated, empty store on SQLite and on PostgreSQL."""
-    s = Store.connect(database_url, clock=clock)
-    s.migrate()
-    try:
-        yield s
-    finally:
-        s.close()
