@@ -39,7 +39,7 @@ from edi_gateway.domain.model import (
 )
 from edi_gateway.errors import XmlRejected
 from edi_gateway.xml import namespaces as ns
-from edi_gateway.xml.safe import her_id_value, identifier_text, read_her_id
+from edi_gateway.xml.safe import UnreadableIdentifier, identifier_text, read_her_id
 
 MIG_VERSION: Final = "v1.2 2006-05-24"
 
@@ -387,25 +387,33 @@ def _type_code(ident: etree._Element | None) -> str | None:
     return type_id.get("V") if type_id is not None else None
 
 
-def _her_id(party: etree._Element) -> int | None:
-    """The party's HER-id: its ``Ident`` typed HER, read once by the hardened id reader, or None.
+def party_her_id(party: etree._Element | None) -> int | None:
+    """A MsgHead party's HER-id: its ``Ident`` typed HER, read by the hardened id reader, or None.
+
+    The one reading of a party's HER-id, for the summary here and for every other reader of
+    MsgHead addressing (the receiving side's envelope): all of a party's HER idents must agree.
 
     Raises:
-        XmlRejected: ``T99`` when a HER-id is not a clean number, or the party carries two HER
-            idents that name different HER-ids (one party, one identity).
+        UnreadableIdentifier: (``T99``) a HER-typed ``Id`` that is missing or not a HER-id, or two
+            different HER-ids on one party.
     """
+    if party is None:
+        return None
+    name = etree.QName(party).localname
     found: set[int] = set()
     for ident in party.iterfind("mh:Ident", _NS):
-        if _type_code(ident) == HER_ID.v:
+        if " ".join((_type_code(ident) or "").split()) == HER_ID.v:
             id_element = ident.find("mh:Id", _NS)
-            found.add(read_her_id(id_element) if id_element is not None else her_id_value("", where="Id"))
+            if id_element is None:
+                raise UnreadableIdentifier(f"a HER-typed Ident of {name} has no Id")
+            found.add(read_her_id(id_element))
     if len(found) > 1:
-        raise XmlRejected("a party in the MsgHead carries two different HER-ids", code="T99")
+        raise UnreadableIdentifier(f"{name} carries {len(found)} different HER-ids")
     return found.pop() if found else None
 
 
 def _required_her_id(organisation: etree._Element, role: str) -> int:
-    her_id = _her_id(organisation)
+    her_id = party_her_id(organisation)
     if her_id is None:
         raise XmlRejected(f"the {role} virksomhet in the MsgHead has no HER-id", code="T99")
     return her_id
@@ -413,7 +421,7 @@ def _required_her_id(organisation: etree._Element, role: str) -> int:
 
 def _child_her_id(organisation: etree._Element, path: str) -> int | None:
     child = organisation.find(path, _NS)
-    return _her_id(child) if child is not None else None
+    return party_her_id(child)
 
 
 def _payload_namespace(root: etree._Element) -> str | None:

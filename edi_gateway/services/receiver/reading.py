@@ -6,7 +6,7 @@ sender (``S01``), and the verified document is a valid MsgHead + Dialogmelding (
 can be read of the addressing is kept in an :class:`Envelope`, so that even a message that cannot be
 trusted is answered; :func:`with_transport` completes it from the AMQP envelope.
 
-Every HER-id is read one way, by :func:`edi_gateway.xml.safe.read_her_id` on the tree the hardened
+Every HER-id is read one way, by :func:`edi_gateway.xml.msghead.party_her_id` on the tree the hardened
 parser gave (comments and processing instructions dropped, CDATA and character references merged):
 an ``Ident`` typed HER whose ``Id`` is not 1 to 9 ASCII digits, or a party carrying two different
 HER-ids, is unreadable (``T99``), never read as some other number. The certificate is chosen by that
@@ -34,8 +34,8 @@ from edi_gateway.registers.base import AddressRegister, Virksomhet
 from edi_gateway.services.receiver.assessment import Verdict, own_persons, own_units
 from edi_gateway.xml import namespaces as ns
 from edi_gateway.xml.apprec import ERROR_TEXTS, AppRecSpec, apprec_error
-from edi_gateway.xml.msghead import MsgHeadSummary, parse_msghead_summary
-from edi_gateway.xml.safe import UnreadableIdentifier, parse_xml, read_her_id
+from edi_gateway.xml.msghead import MsgHeadSummary, parse_msghead_summary, party_her_id
+from edi_gateway.xml.safe import UnreadableIdentifier, parse_xml
 from edi_gateway.xml.schemas import validate_msghead
 from edi_gateway.xml.signing import verify_signed
 
@@ -183,7 +183,7 @@ def read_envelope(root: etree._Element, *, strict: bool = False) -> Envelope:
 
     def her_id(party: etree._Element | None) -> int | None:
         try:
-            return _her_id(party)
+            return party_her_id(party)
         except UnreadableIdentifier:
             if strict:
                 raise
@@ -231,31 +231,6 @@ def _child(parent: etree._Element | None, path: str) -> etree._Element | None:
 
 def _text(element: etree._Element | None) -> str | None:
     return (element.text or "").strip() if element is not None else None
-
-
-def _her_id(party: etree._Element | None) -> int | None:
-    """The party's HER-id: its ``Ident`` typed HER (all of them must agree), or None when it has none.
-
-    Raises:
-        UnreadableIdentifier: a HER-typed ``Id`` that is not a HER-id, or two different HER-ids.
-    """
-    if party is None:
-        return None
-    found: set[int] = set()
-    for ident in party.iterfind("mh:Ident", _MH):
-        type_id = ident.find("mh:TypeId", _MH)
-        if type_id is not None and " ".join((type_id.get("V") or "").split()) == _HER:
-            value = ident.find("mh:Id", _MH)
-            if value is None:
-                raise UnreadableIdentifier(f"a HER-typed Ident of {_name(party)} has no Id")
-            found.add(read_her_id(value))
-    if len(found) > 1:
-        raise UnreadableIdentifier(f"{_name(party)} carries {len(found)} different HER-ids")
-    return found.pop() if found else None
-
-
-def _name(party: etree._Element) -> str:
-    return etree.QName(party).localname
 
 
 # --- composing the AppRec (pure) ----------------------------------------------------------------
