@@ -60,6 +60,16 @@ def _require_port(url: str, default_port: int, what: str) -> None:
         pytest.fail(f"{what} is not reachable at {host}:{port} ({exc}); start it (see README)", pytrace=False)
 
 
+@pytest.fixture
+def open_umask() -> Iterator[None]:
+    """Run the test with umask 000, the loosest a process can have."""
+    old = os.umask(0)
+    try:
+        yield
+    finally:
+        os.umask(old)
+
+
 @pytest.fixture(scope="session")
 def amqp_url() -> str:
     """URL of the real RabbitMQ; fails the test when the broker is down."""

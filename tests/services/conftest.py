@@ -15,11 +15,17 @@ from typing import Any
 import pika
 import pytest
 
+from edi_gateway.domain.assessment_text import render_assessment
+from edi_gateway.domain.request import parse_request
+from edi_gateway.domain.states import RequestState
 from edi_gateway.resources import resource_dir
+from edi_gateway.services.building import MessageBuilder
 from edi_gateway.services.context import Gateway, open_gateway, receiver_queues
+from edi_gateway.services.receivers import resolve_receivers
 from edi_gateway.services.setup import declare_gateway_topology
 from edi_gateway.services.worker import run_worker
 from edi_gateway.settings import Settings
+from edi_gateway.store import NewMessage, NewRequest, RequestOutcome
 from edi_gateway.transport.consumer import Delivery, drain
 from edi_gateway.transport.publisher import ConfirmingPublisher, Outgoing
 
@@ -247,3 +253,42 @@ def gateway(settings: Settings) -> Iterator[Gateway]:
         yield gw
     finally:
         gw.close()
+
+
+def store_routed_request(gateway: Gateway, person_id: str, *, fastlege: bool = False) -> list[NewMessage]:
+    """Route, build and store one request the way the worker does (no broker); return its messages."""
+    data = example("kommune-and-fastlege" if fastlege else "kommune-only")
+    data["patient"]["id"] = person_id
+    body = json.dumps(data).encode()
+    request = parse_request(body, content_type="application/json", max_bytes=10**6, test_mode=True)
+    resolution = resolve_receivers(
+        person_id=person_id,
+        kommunenummer=None,
+        send_to_fastlege=fastlege,
+        registers=gateway.registers,
+        rules=gateway.rules,
+    )
+    builder = MessageBuilder(
+        gateway.settings, gateway.registers, gateway.rules, gateway.signer, gateway.names
+    )
+    text = render_assessment(request, kommune_name=resolution.receivers[0].organisation.name)
+    messages = [builder.build(request, r, resolution.kommunenummer, text) for r in resolution.receivers]
+    stored = NewRequest(
+        ref=str(uuid.uuid4()),
+        request_id=str(request.request_id),
+        state=RequestState.ROUTED,
+        received_at=gateway.store._now(),
+        content_type="application/json",
+        body=body,
+        samhandlingspunkt=1,
+        consent=True,
+        send_to_fastlege=fastlege,
+        kommunenummer=resolution.kommunenummer,
+        sender_unit_her_id=None,
+        problems=resolution.problems,
+        amqp_message_id=None,
+        amqp_correlation_id=None,
+        reason="routed",
+    )
+    gateway.store.save_outcomes([RequestOutcome(stored, tuple(messages))], actor="worker:test")
+    return messages

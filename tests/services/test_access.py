@@ -4,15 +4,11 @@ from __future__ import annotations
 
 import json
 import stat
-import uuid
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 
-from edi_gateway.domain.assessment_text import render_assessment
-from edi_gateway.domain.request import parse_request
-from edi_gateway.domain.states import RequestState
 from edi_gateway.services.access import (
     MAX_TOKEN_DAYS,
     PATIENT_KEY_FILE,
@@ -42,14 +38,12 @@ from edi_gateway.services.access import (
     set_role,
     tokens_visible_to,
 )
-from edi_gateway.services.building import MessageBuilder
 from edi_gateway.services.context import Gateway
-from edi_gateway.services.receivers import resolve_receivers
 from edi_gateway.settings import Settings
-from edi_gateway.store import NewRequest, RequestOutcome, Store
+from edi_gateway.store import Store
 from edi_gateway.store.operators import OperatorExists, OperatorRecord
 from edi_gateway.store.tables import api_tokens, audit_log
-from tests.services.conftest import example
+from tests.services.conftest import store_routed_request
 
 PASSWORD = "correct horse battery"
 PATIENT = "07926217857"  # the synthetic patient of the kommune-only example
@@ -64,39 +58,7 @@ def store(gateway: Gateway) -> Store:
 
 def _stored_message(gateway: Gateway) -> str:
     """Store a routed kommune-only request with its signed message (no broker); return the MsgId."""
-    body = json.dumps(example("kommune-only")).encode()
-    request = parse_request(body, content_type="application/json", max_bytes=10**6, test_mode=True)
-    resolution = resolve_receivers(
-        person_id=request.patient.id,
-        kommunenummer=None,
-        send_to_fastlege=False,
-        registers=gateway.registers,
-        rules=gateway.rules,
-    )
-    builder = MessageBuilder(
-        gateway.settings, gateway.registers, gateway.rules, gateway.signer, gateway.names
-    )
-    (receiver,) = resolution.receivers
-    text = render_assessment(request, kommune_name=receiver.organisation.name)
-    message = builder.build(request, receiver, resolution.kommunenummer, text)
-    stored = NewRequest(
-        ref=str(uuid.uuid4()),
-        request_id=str(request.request_id),
-        state=RequestState.ROUTED,
-        received_at=gateway.store._now(),
-        content_type="application/json",
-        body=body,
-        samhandlingspunkt=1,
-        consent=True,
-        send_to_fastlege=False,
-        kommunenummer=resolution.kommunenummer,
-        sender_unit_her_id=None,
-        problems=(),
-        amqp_message_id=None,
-        amqp_correlation_id=None,
-        reason="routed",
-    )
-    gateway.store.save_outcomes([RequestOutcome(stored, (message,))], actor="worker:test")
+    (message,) = store_routed_request(gateway, PATIENT)
     return message.msg_id
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -108,16 +107,6 @@ def test_a_certificates_dir_that_is_not_a_folder_is_refused(tmp_path: Path, pki_
     settings = _production(tmp_path / "home", pki_template, certificates_dir=tmp_path / "nowhere")
     with pytest.raises(ConfigurationError, match="EDI_GATEWAY_CERTIFICATES_DIR"):
         open_gateway(settings)
-
-
-@pytest.fixture
-def open_umask() -> Iterator[None]:
-    """Run the test with umask 000, the loosest a process can have."""
-    old = os.umask(0)
-    try:
-        yield
-    finally:
-        os.umask(old)
 
 
 @pytest.mark.usefixtures("open_umask")

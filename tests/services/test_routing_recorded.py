@@ -8,65 +8,21 @@ import uuid
 from typer.testing import CliRunner
 
 from edi_gateway.cli import app
-from edi_gateway.domain.assessment_text import render_assessment
-from edi_gateway.domain.request import parse_request
-from edi_gateway.domain.states import RequestState
 from edi_gateway.services import queries
-from edi_gateway.services.building import MessageBuilder
 from edi_gateway.services.context import Gateway
-from edi_gateway.services.receivers import resolve_receivers
 from edi_gateway.settings import Settings
-from edi_gateway.store import NewMessage, NewRequest, RequestOutcome
+from edi_gateway.store import NewMessage
 from edi_gateway.store.operators import NewReplay
-from tests.services.conftest import example
+from tests.services.conftest import store_routed_request
 
 BAMBLE_PATIENT = "08818028386"  # lives in Bamble, which is registered without a tjenestekontor
 SELJORD_PATIENT = "16875837641"  # lives in Seljord, also without a tjenestekontor; has a fastlege
 SKIEN_PATIENT = "23915700969"
 
 
-def _store_request(gateway: Gateway, person_id: str, *, fastlege: bool = False) -> list[NewMessage]:
-    """Route, build and store one request the way the worker does; return its messages."""
-    data = example("kommune-and-fastlege" if fastlege else "kommune-only")
-    data["patient"]["id"] = person_id
-    body = json.dumps(data).encode()
-    request = parse_request(body, content_type="application/json", max_bytes=10**6, test_mode=True)
-    resolution = resolve_receivers(
-        person_id=person_id,
-        kommunenummer=None,
-        send_to_fastlege=fastlege,
-        registers=gateway.registers,
-        rules=gateway.rules,
-    )
-    builder = MessageBuilder(
-        gateway.settings, gateway.registers, gateway.rules, gateway.signer, gateway.names
-    )
-    text = render_assessment(request, kommune_name=resolution.receivers[0].organisation.name)
-    messages = [builder.build(request, r, resolution.kommunenummer, text) for r in resolution.receivers]
-    stored = NewRequest(
-        ref=str(uuid.uuid4()),
-        request_id=str(request.request_id),
-        state=RequestState.ROUTED,
-        received_at=gateway.store._now(),
-        content_type="application/json",
-        body=body,
-        samhandlingspunkt=1,
-        consent=True,
-        send_to_fastlege=fastlege,
-        kommunenummer=resolution.kommunenummer,
-        sender_unit_her_id=None,
-        problems=resolution.problems,
-        amqp_message_id=None,
-        amqp_correlation_id=None,
-        reason="routed",
-    )
-    gateway.store.save_outcomes([RequestOutcome(stored, tuple(messages))], actor="worker:test")
-    return messages
-
-
 def test_the_first_event_of_a_kommune_message_records_the_choice(gateway: Gateway) -> None:
     """Skien's message goes to its tjenestekontor; the queued event's details say which and why."""
-    (message,) = _store_request(gateway, SKIEN_PATIENT)
+    (message,) = store_routed_request(gateway, SKIEN_PATIENT)
     first = gateway.store.events_for_message(message.msg_id)[0]
     assert first.details == {
         "routing": {
@@ -83,7 +39,7 @@ def test_the_first_event_of_a_kommune_message_records_the_choice(gateway: Gatewa
 
 def test_a_fallback_is_recorded_and_shown_and_the_fastlege_has_no_choice(gateway: Gateway) -> None:
     """Seljord has no tjenestekontor: its message's detail names KX06 and the reason; the fastlege's has none."""
-    kommune, fastlege = _store_request(gateway, SELJORD_PATIENT, fastlege=True)
+    kommune, fastlege = store_routed_request(gateway, SELJORD_PATIENT, fastlege=True)
     detail = queries.message_detail(gateway.store, kommune.msg_id)
     assert detail is not None and detail.routing is not None
     assert (detail.routing.service_code, detail.routing.fallback, detail.routing.rule) == (
@@ -102,7 +58,7 @@ def test_a_fallback_is_recorded_and_shown_and_the_fastlege_has_no_choice(gateway
 
 def test_messages_show_prints_the_choice_and_its_reason(gateway: Gateway, settings: Settings) -> None:
     """``messages show`` prints a routing line; ``--json`` carries the routing object."""
-    (message,) = _store_request(gateway, BAMBLE_PATIENT)
+    (message,) = store_routed_request(gateway, BAMBLE_PATIENT)
     env = {
         "EDI_GATEWAY_HOME": str(settings.home),
         "EDI_GATEWAY_DATABASE_URL": settings.database_url,
@@ -127,7 +83,7 @@ def test_messages_show_prints_the_choice_and_its_reason(gateway: Gateway, settin
 
 def test_a_rebuilt_message_records_the_choice_of_its_own_routing(gateway: Gateway) -> None:
     """A replay's new message keeps the replay details and adds the choice made when it was rebuilt."""
-    (old,) = _store_request(gateway, SKIEN_PATIENT)
+    (old,) = store_routed_request(gateway, SKIEN_PATIENT)
     new = NewMessage(
         **{
             **{f: getattr(old, f) for f in old.__dataclass_fields__},
