@@ -14,7 +14,7 @@ from typing import Annotated
 
 import typer
 
-from edi_gateway.cli_common import fail, load_settings
+from edi_gateway.cli_common import fail, load_settings, redact_url
 from edi_gateway.errors import EdiGatewayError
 from edi_gateway.logging import configure_logging
 
@@ -54,13 +54,42 @@ def worker() -> None:
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
     try:
-        gateway = open_gateway(load_settings())
+        settings = load_settings()
+        if settings.worker_metrics_port is not None:
+            from prometheus_client import start_http_server
+
+            start_http_server(settings.worker_metrics_port, addr="127.0.0.1")
+        gateway = open_gateway(settings)
         try:
             run_worker(gateway, stop)
         finally:
             gateway.close()
     except EdiGatewayError as exc:
         raise fail(exc) from exc
+
+
+@app.command()
+def transport(
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object instead of lines.")] = False,
+) -> None:
+    """Show the transport and register configuration in force (never a secret: keys show as "set")."""
+    import json
+
+    settings = load_settings()
+    shown: dict[str, object] = {
+        "transport": settings.transport,
+        "registers": settings.effective_registers,
+        "amqp_url": redact_url(settings.amqp_url),
+        "our_her_id": settings.our_her_id,
+        "problems": settings.startup_problems(),
+    }
+    if settings.transport == "nhn" or settings.effective_registers == "nhn":
+        shown.update(settings.nhn.describe())
+    if as_json:
+        typer.echo(json.dumps(shown, ensure_ascii=False, indent=2))
+        return
+    for key, value in shown.items():
+        typer.echo(f"{key}: {value}")
 
 
 @app.command()
@@ -143,12 +172,26 @@ Look at the same messages in the web UI (README, "The web UI on the demo data"):
 def demo(
     timeout: Annotated[float, typer.Option(help="Seconds to wait for every message's final state.")] = 90,
     deadline: Annotated[float, typer.Option(help="AppRec deadline in the demo (standard: 96 h).")] = 8,
+    transport: Annotated[
+        str,
+        typer.Option(
+            help="amqp: the receivers' queues on RabbitMQ; nhn: through a local stand-in for NHN's EDI 2.0 "
+            "message service and HelseID."
+        ),
+    ] = "amqp",
 ) -> None:
     """Run the whole loop on the embedded defaults: requests, messages, receivers, AppRecs, overdue."""
     from edi_gateway.services.demo import run_demo
 
+    if transport not in ("amqp", "nhn"):
+        raise typer.BadParameter("amqp or nhn", param_hint="--transport")
     configure_logging(level="WARNING")
-    settings = load_settings(test_mode=True, apprec_deadline_s=deadline, overdue_sweep_interval_s=1.0)
+    overrides: dict[str, object] = {"transport": "amqp"}  # the demo starts the nhn stand-in itself
+    settings = load_settings(
+        test_mode=True, apprec_deadline_s=deadline, overdue_sweep_interval_s=1.0, **overrides
+    )
+    if transport == "nhn":
+        settings = settings.model_copy(update={"transport": "nhn"})
     try:
         ok = run_demo(settings, timeout=timeout, echo=typer.echo)
     except EdiGatewayError as exc:

@@ -87,8 +87,7 @@ def replay_one(
     """Replay one message: resend it, rebuild it with today's registers, or send an edited request."""
     from edi_gateway.services.access import Role
     from edi_gateway.services.context import open_gateway
-    from edi_gateway.services.replay import ReplayKind, ReplayService
-    from edi_gateway.transport.publisher import ConfirmingPublisher
+    from edi_gateway.services.replay import ReplayKind, replay_session
 
     chosen = _kind(kind)
     edited = _edited_request(request_file) if chosen is ReplayKind.EDIT else None
@@ -99,10 +98,8 @@ def replay_one(
         gateway = open_gateway(settings)
         try:
             who = acting_operator(gateway.store, operator, Role.OPERATOR)
-            with ConfirmingPublisher(settings.amqp_url, name="edi_gateway.cli") as publisher:
-                result = ReplayService(gateway, publisher).replay(
-                    who, msg_id, chosen, reason=reason, edited_request=edited
-                )
+            with replay_session(gateway, name="edi_gateway.cli") as service:
+                result = service.replay(who, msg_id, chosen, reason=reason, edited_request=edited)
         finally:
             gateway.close()
     _show(result)
@@ -139,8 +136,7 @@ def replay_filter(
     from edi_gateway.services.access import Role
     from edi_gateway.services.context import open_gateway
     from edi_gateway.services.queries import MessageFilter
-    from edi_gateway.services.replay import ReplayService
-    from edi_gateway.transport.publisher import ConfirmingPublisher
+    from edi_gateway.services.replay import replay_session
 
     chosen = _kind(kind)
     settings = command_settings()
@@ -156,9 +152,7 @@ def replay_filter(
         gateway = open_gateway(settings)
         try:
             who = acting_operator(gateway.store, operator, Role.OPERATOR)
-            # Nothing connects before the first publish: a dry run never touches the broker.
-            with ConfirmingPublisher(settings.amqp_url, name="edi_gateway.cli") as publisher:
-                service = ReplayService(gateway, publisher)
+            with replay_session(gateway, name="edi_gateway.cli") as service:
                 if dry_run:
                     for msg_id, what in service.plan_by_filter(f, chosen):
                         typer.echo(f"{msg_id}: {what}")

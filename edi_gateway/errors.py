@@ -8,11 +8,17 @@ and will trying again help?
     ├── PermanentError          the input is wrong: answer with a clear error, never retry
     │   ├── RequestRejected     an EPR request failed validation or routing (carries Problem codes)
     │   ├── XmlRejected         a document is not well-formed, not schema-valid, or hostile
-    │   └── SignatureInvalid    a signature is missing, broken, or breaks the signing profile
+    │   ├── SignatureInvalid    a signature is missing, broken, or breaks the signing profile
+    │   ├── TransportRefused    NHN's message service refused a document for good (4xx validation,
+    │   │                       unknown receiver): carries its error body for operators
+    │   └── RegisterRefused     a register answered that the question itself is wrong
     ├── TransientError          a dependency is down or busy: retry with backoff
     │   ├── BrokerUnavailable   RabbitMQ connection or channel lost, publish not confirmed
     │   ├── StoreUnavailable    the database cannot be reached or timed out
-    │   └── RegisterUnavailable a register did not answer
+    │   ├── RegisterUnavailable a register did not answer
+    │   ├── TransportUnavailable NHN's message service timed out, was busy (429), failed (5xx),
+    │   │                       refused our token, or answered with something unreadable
+    │   └── TokenUnavailable    HelseID gave no access token (down, busy, or refused our client)
     ├── UnknownError            anything else: park the work for an operator
     │   └── Unroutable          the broker has no queue for a mandatory publish (set-up is missing)
     ├── ConfigurationError      the settings cannot run (settings.py): refuse to start, exit 2
@@ -102,6 +108,53 @@ class StoreUnavailable(TransientError):
 
 class RegisterUnavailable(TransientError):
     """A register did not answer."""
+
+
+class TransportRefused(PermanentError):
+    """NHN's message service refused a request for good; retrying the same request cannot help.
+
+    Attributes:
+        status: the HTTP status code.
+        kind: a short label for metrics and the timeline (``validation``, ``unknown_receiver``,
+            ``not_found``, ``too_large``, ``refused``).
+        details: the service's error body (``error``, ``errorCode``, ``validationErrors``,
+            ``requestId``), as far as it was readable; shown to operators, never logged whole.
+    """
+
+    def __init__(
+        self, message: str, *, status: int, kind: str, details: dict[str, object] | None = None
+    ) -> None:
+        self.status = status
+        self.kind = kind
+        self.details: dict[str, object] = dict(details or {})
+        super().__init__(message)
+
+
+class RegisterRefused(PermanentError):
+    """A register answered that the question is wrong (an unknown or invalid identifier, say)."""
+
+
+class TransportUnavailable(TransientError):
+    """NHN's message service could not take or answer a request now.
+
+    Attributes:
+        kind: a short label for metrics (``timeout``, ``connect``, ``rate_limited``, ``server_error``,
+            ``auth``, ``malformed``, ``too_large``).
+        retry_after_s: how long the service asked us to wait (``Retry-After``), when it said.
+    """
+
+    def __init__(self, message: str, *, kind: str, retry_after_s: float | None = None) -> None:
+        self.kind = kind
+        self.retry_after_s = retry_after_s
+        super().__init__(message)
+
+
+class TokenUnavailable(TransientError):
+    """HelseID gave no access token: unreachable, busy, or it refused our client (``kind`` says which)."""
+
+    def __init__(self, message: str, *, kind: str) -> None:
+        self.kind = kind
+        super().__init__(message)
 
 
 class UnknownError(EdiGatewayError):

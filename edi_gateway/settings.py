@@ -18,6 +18,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from edi_gateway.errors import EdiGatewayError
 from edi_gateway.resources import resource_dir
+from edi_gateway.settings_nhn import NhnSettings
 
 SQLITE_FILE = "edi_gateway.sqlite3"
 
@@ -75,10 +76,28 @@ class Settings(BaseSettings):
         "AppRecs. Required with TEST_MODE off unless APPREC_SIGNATURE is off; in test mode the default "
         "is the generated test PKI.",
     )
-    registers: Literal["fixtures"] | None = Field(
+    registers: Literal["fixtures", "nhn"] | None = Field(
         default=None,
-        description="Register source: fixtures (JSON files in REGISTERS_DIR). Required with TEST_MODE "
-        "off (setting REGISTERS_DIR chooses fixtures too); in test mode fixtures are the default.",
+        description="Register source: fixtures (JSON files in REGISTERS_DIR) or nhn (Adresseregisteret "
+        "and Fastlegeregisteret, with their certificates). Required with TEST_MODE off (setting "
+        "REGISTERS_DIR chooses fixtures too); in test mode fixtures are the default.",
+    )
+    transport: Literal["amqp", "nhn"] = Field(
+        default="amqp",
+        description="How business documents travel: amqp (the receivers' <herId>_async queues on "
+        "AMQP_URL) or nhn (NHN's EDI 2.0 message service with HelseID tokens). Requests and status "
+        "events stay on AMQP_URL either way.",
+    )
+    worker_metrics_port: int | None = Field(
+        default=None,
+        ge=1,
+        le=65535,
+        description="Serve the worker's own metrics (NHN API latency, faults by kind, token refreshes) "
+        "for Prometheus on 127.0.0.1 at this port; unset serves none.",
+    )
+    nhn: NhnSettings = Field(
+        default_factory=NhnSettings,
+        description="NHN's services (read from the same environment; see settings_nhn.py).",
     )
     registers_dir: Path | None = Field(
         default=None, description="Folder with the fixture registers (default: the shipped fixtures)."
@@ -174,20 +193,28 @@ class Settings(BaseSettings):
                 "EDI_GATEWAY_SIGNING_KEY and EDI_GATEWAY_SIGNING_CERT must be set when "
                 "EDI_GATEWAY_TEST_MODE is off (a generated test PKI is for test mode only)"
             )
-        if self.certificates_dir is None and not self.test_mode and self.apprec_signature != "off":
+        if (
+            self.certificates_dir is None
+            and not self.test_mode
+            and self.apprec_signature != "off"
+            and self.effective_registers != "nhn"
+        ):
             problems.append(
                 "EDI_GATEWAY_CERTIFICATES_DIR (the parties' certificates) must be set when "
                 "EDI_GATEWAY_TEST_MODE is off and EDI_GATEWAY_APPREC_SIGNATURE is not off"
             )
         if self.effective_registers is None:
             problems.append(
-                "EDI_GATEWAY_REGISTERS must be set when EDI_GATEWAY_TEST_MODE is off "
-                "(fixtures is the register source available)"
+                "EDI_GATEWAY_REGISTERS must be set when EDI_GATEWAY_TEST_MODE is off (fixtures or nhn)"
             )
+        if self.transport == "nhn":
+            problems += self.nhn.transport_problems()
+        if self.effective_registers == "nhn":
+            problems += self.nhn.register_problems()
         return problems
 
     @property
-    def effective_registers(self) -> Literal["fixtures"] | None:
+    def effective_registers(self) -> Literal["fixtures", "nhn"] | None:
         """The register source in force: REGISTERS, else fixtures when REGISTERS_DIR or test mode says so."""
         if self.registers is not None:
             return self.registers

@@ -121,8 +121,7 @@ def test_production_without_a_register_choice_refuses_to_start(cli_env: dict[str
     result = _run(["worker"], env, timeout=60)
     assert result.returncode == 2
     assert result.stderr.strip() == (
-        "error: EDI_GATEWAY_REGISTERS must be set when EDI_GATEWAY_TEST_MODE is off "
-        "(fixtures is the register source available)"
+        "error: EDI_GATEWAY_REGISTERS must be set when EDI_GATEWAY_TEST_MODE is off (fixtures or nhn)"
     )
 
 

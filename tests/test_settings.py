@@ -45,8 +45,7 @@ def test_production_without_anything_set_names_every_setting_to_set(tmp_path: Pa
         "(a generated test PKI is for test mode only)",
         "EDI_GATEWAY_CERTIFICATES_DIR (the parties' certificates) must be set when EDI_GATEWAY_TEST_MODE is "
         "off and EDI_GATEWAY_APPREC_SIGNATURE is not off",
-        "EDI_GATEWAY_REGISTERS must be set when EDI_GATEWAY_TEST_MODE is off (fixtures is the register "
-        "source available)",
+        "EDI_GATEWAY_REGISTERS must be set when EDI_GATEWAY_TEST_MODE is off (fixtures or nhn)",
     ]
 
 
@@ -98,7 +97,25 @@ def test_no_certificates_are_needed_when_apprec_signatures_are_off(tmp_path: Pat
 def test_registers_accepts_only_a_known_source(tmp_path: Path) -> None:
     """An unknown register source is a validation error, not a silent fallback."""
     with pytest.raises(ValueError, match="fixtures"):
-        _settings(tmp_path, registers="nhn")
+        _settings(tmp_path, registers="ldap")
+
+
+def test_nhn_registers_and_transport_name_every_nhn_setting_still_missing(tmp_path: Path) -> None:
+    """REGISTERS=nhn and TRANSPORT=nhn refuse to start until the endpoints, client and secrets are set."""
+    problems = _settings(tmp_path, test_mode=True, registers="nhn", transport="nhn").startup_problems()
+    assert problems == [
+        "EDI_GATEWAY_NHN_MSH_URL, EDI_GATEWAY_HELSEID_TOKEN_URL, EDI_GATEWAY_HELSEID_CLIENT_ID, "
+        "EDI_GATEWAY_HELSEID_KEY must be set",
+        "EDI_GATEWAY_AR_URL, EDI_GATEWAY_FLR_URL, EDI_GATEWAY_FLR_USERNAME, EDI_GATEWAY_FLR_PASSWORD_FILE, "
+        "EDI_GATEWAY_HELSEID_TOKEN_URL, EDI_GATEWAY_HELSEID_CLIENT_ID, EDI_GATEWAY_HELSEID_KEY must be set",
+    ]
+
+
+def test_nhn_registers_need_no_certificates_folder_in_production(tmp_path: Path) -> None:
+    """With REGISTERS=nhn the parties' certificates come from Adresseregisteret, so CERTIFICATES_DIR is not asked for."""
+    problems = _settings(tmp_path, registers="nhn").startup_problems()
+    assert not any("CERTIFICATES_DIR" in p for p in problems)
+    assert any("EDI_GATEWAY_AR_URL" in p for p in problems)
 
 
 @pytest.mark.parametrize(

@@ -47,6 +47,17 @@ class Virksomhet:
         """The virksomhet's HER-id."""
         return self.organisation.her_id
 
+    @property
+    def all_her_ids(self) -> tuple[int, ...]:
+        """Every HER-id a message to it may be addressed to: itself, its services, units and persons."""
+        parts = (
+            (self.her_id,),
+            (s.her_id for s in self.services),
+            (u.her_id for u in self.units),
+            (p.her_id for p in self.persons),
+        )
+        return tuple(dict.fromkeys(her_id for part in parts for her_id in part))
+
 
 @dataclass(frozen=True, slots=True)
 class GpAssignment:

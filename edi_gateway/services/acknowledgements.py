@@ -44,6 +44,8 @@ from edi_gateway.domain.retry import RetryPolicy
 from edi_gateway.domain.states import MessageState
 from edi_gateway.errors import SignatureInvalid, TransientError, XmlRejected
 from edi_gateway.logging import get_logger
+from edi_gateway.messaging.amqp import AmqpTransport
+from edi_gateway.messaging.base import EdiTransport
 from edi_gateway.registers.base import Registers
 from edi_gateway.services.announce import alert_outgoing, status_outgoing
 from edi_gateway.services.retrying import with_retry
@@ -102,7 +104,7 @@ class Unreadable:
 
 
 def read_apprec_delivery(
-    data: bytes, *, policy: SignaturePolicy, registers: Registers
+    data: bytes, *, policy: SignaturePolicy, registers: Registers, attested_sender: int | None = None
 ) -> ReadAppRec | Unreadable:
     """Read one AppRec under the signature policy; business data comes only from the verified document.
 
@@ -110,7 +112,35 @@ def read_apprec_delivery(
     only to resolve the sender whose certificate must verify it, then from what the signature
     covers. Both readings go through the same code, and the verified one must name the same sender,
     whose registered certificate is the one that verified it; otherwise the AppRec is refused.
+
+    ``attested_sender`` is the sender's HER-id as an authenticating transport (NHN's message service)
+    vouches for it. Such a transport delivers AppRecs unsigned (CMS protects them in transit), so an
+    unsigned one is accepted even under ``required``; signed or not, the AppRec must then name the
+    virksomhet the transport authenticated.
     """
+    if attested_sender is not None:
+        return _attested(data, policy=policy, registers=registers, attested_sender=attested_sender)
+    return _read(data, policy=policy, registers=registers)
+
+
+def _attested(
+    data: bytes, *, policy: SignaturePolicy, registers: Registers, attested_sender: int
+) -> ReadAppRec | Unreadable:
+    relaxed = SignaturePolicy.OPTIONAL if policy is SignaturePolicy.REQUIRED else policy
+    result = _read(data, policy=relaxed, registers=registers)
+    if isinstance(result, Unreadable):
+        return result
+    owner = registers.address.parent_of(attested_sender)
+    if owner is None or result.sender.her_id != owner.her_id:
+        reason = (
+            f"the AppRec names another sender than the one the message service authenticated "
+            f"(HER-id {attested_sender})"
+        )
+        return Unreadable("apprec.wrong_sender", reason, result.apprec.id)
+    return result
+
+
+def _read(data: bytes, *, policy: SignaturePolicy, registers: Registers) -> ReadAppRec | Unreadable:
     try:
         root = parse_xml(data, max_bytes=MAX_APPREC_BYTES)
     except XmlRejected as exc:
@@ -186,6 +216,12 @@ class AckDeps:
     publisher: ConfirmingPublisher
     names: Names
     actor: str = "worker"
+    transport: EdiTransport | None = None  # None: the receivers' queues on the publisher's broker
+
+
+def transport_of(deps: AckDeps) -> EdiTransport:
+    """The transport resends go by: the one configured, or the receivers' queues on our broker."""
+    return deps.transport or AmqpTransport(deps.publisher, confirm_timeout_s=deps.settings.confirm_timeout_s)
 
 
 @dataclass(slots=True)
@@ -275,7 +311,15 @@ class AcknowledgementService:
         now = self._clock()
         batch = _Batch()
         read = [
-            (d, read_apprec_delivery(d.body, policy=self._policy, registers=self._d.registers))
+            (
+                d,
+                read_apprec_delivery(
+                    d.body,
+                    policy=self._policy,
+                    registers=self._d.registers,
+                    attested_sender=d.attested_sender_her_id,
+                ),
+            )
             for d in deliveries
         ]
         good = [r for _, r in read if isinstance(r, ReadAppRec)]

@@ -8,6 +8,7 @@ creates the HOME folder and the SQLite file owner-only.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -87,7 +88,7 @@ def load_signer(settings: Settings, pki: TestPki | None) -> Signer:
 
 
 def load_registers(settings: Settings) -> tuple[Registers, TestPki | None]:
-    """Load the registers in force, with the parties' certificates, and the test PKI when one is used.
+    """Load the fixture registers in force, with the parties' certificates, and the test PKI when one is used.
 
     The certificates come from CERTIFICATES_DIR, or in test mode from the test PKI (generated for
     every virksomhet in the registers on first use).
@@ -98,6 +99,23 @@ def load_registers(settings: Settings) -> tuple[Registers, TestPki | None]:
     pki = ensure_gateway_pki(settings, load_fixture_registers(directory)) if settings.uses_test_pki else None
     cert_dir = settings.certificates_dir or (pki.directory if pki else None)
     return load_fixture_registers(directory, cert_dir=cert_dir), pki
+
+
+def open_registers(settings: Settings) -> tuple[Registers, TestPki | None, Callable[[], None]]:
+    """The registers ``REGISTERS`` chooses, the test PKI when one is used, and how to close them.
+
+    ``nhn``: Adresseregisteret (whose certificates verify the parties' signatures) and
+    Fastlegeregisteret, cached; in test mode the fixture population register and test PKI come along.
+    """
+    if settings.effective_registers != "nhn":
+        registers, pki = load_registers(settings)
+        return registers, pki, lambda: None
+    from edi_gateway.registers.nhn import open_nhn_registers
+
+    fixtures = load_fixture_registers(settings.effective_registers_dir) if settings.test_mode else None
+    pki = ensure_gateway_pki(settings, fixtures) if fixtures is not None and settings.uses_test_pki else None
+    opened = open_nhn_registers(settings, population=fixtures.population if fixtures else None)
+    return opened.registers, pki, opened.close
 
 
 def prepare_home(settings: Settings) -> None:
@@ -122,10 +140,12 @@ class Gateway:
     signer: Signer
     store: Store
     names: Names
+    close_registers: Callable[[], None] = lambda: None
 
     def close(self) -> None:
-        """Release the database connections."""
+        """Release the database connections and the registers' HTTP clients."""
         self.store.close()
+        self.close_registers()
 
 
 def open_gateway(settings: Settings, *, migrate: bool = False) -> Gateway:
@@ -141,16 +161,20 @@ def open_gateway(settings: Settings, *, migrate: bool = False) -> Gateway:
     """
     check_startup(settings)
     prepare_home(settings)
-    registers, pki = load_registers(settings)
-    rules = load_routing_rules(settings.effective_routing_rules_dir)
-    signer = load_signer(settings, pki)
-    warm_up()
-    store = Store.connect(settings.effective_database_url)
+    registers, pki, close_registers = open_registers(settings)
+    try:
+        rules = load_routing_rules(settings.effective_routing_rules_dir)
+        signer = load_signer(settings, pki)
+        warm_up()
+        store = Store.connect(settings.effective_database_url)
+    except BaseException:
+        close_registers()
+        raise
     if migrate:
         store.migrate()
     # Audit entries name patients by a keyed hash; the key is this installation's (see services.access).
     bind_patient_key(store, load_patient_key(settings))
-    return Gateway(settings, registers, rules, signer, store, Names(settings.queue_prefix))
+    return Gateway(settings, registers, rules, signer, store, Names(settings.queue_prefix), close_registers)
 
 
 def receiver_queues(gateway: Gateway) -> list[str]:

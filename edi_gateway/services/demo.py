@@ -23,7 +23,7 @@ from typing import Any
 from edi_gateway.domain.states import MessageState
 from edi_gateway.errors import BrokerUnavailable, EdiGatewayError
 from edi_gateway.resources import resource_dir
-from edi_gateway.services.context import Gateway, open_gateway
+from edi_gateway.services.context import Gateway, ensure_gateway_pki, open_gateway
 from edi_gateway.services.receiver import ReceiverBehaviour, run_receiver
 from edi_gateway.services.setup import declare_gateway_topology
 from edi_gateway.services.worker import run_worker
@@ -310,9 +310,36 @@ def _run_receiver(settings: Settings, her_id: int, stop: threading.Event, ready:
 
 
 def run_demo(settings: Settings, *, timeout: float, echo: Echo) -> bool:
-    """Run the demo; return True when every request reached its outcome in time."""
+    """Run the demo; return True when every request reached its outcome in time.
+
+    With ``settings.transport == "nhn"`` the business documents and AppRecs travel through a local
+    stand-in for NHN's message service and HelseID (``edi_gateway.dev.nhn_standin``), started here.
+    """
     echo(f"edi_gateway demo — state under {settings.home}")
     ensure_broker(settings, echo)
+    if settings.transport != "nhn":
+        return _run(settings, lambda her_id: settings, timeout=timeout, echo=echo)
+    from edi_gateway.dev.nhn_standin.world import party_of, run_standin
+    from edi_gateway.registers.fixtures import load_fixture_registers
+
+    plain = load_fixture_registers(settings.effective_registers_dir)
+    ensure_gateway_pki(settings, plain)
+    virksomheter = {v.her_id: v for v in plain.address.all_virksomheter()}
+    parties = {h: party_of(v, settings.pki_dir / f"{h}.key.pem") for h, v in virksomheter.items()}
+    with run_standin(list(parties.values()), plain, certificates_dir=settings.pki_dir) as standin:
+        echo(f"NHN stand-in (message service, HelseID) at {standin.base_url}")
+        ours = standin.settings_for(settings, parties[settings.our_her_id])
+        ok = _run(
+            ours, lambda her_id: standin.settings_for(settings, parties[her_id]), timeout=timeout, echo=echo
+        )
+        violations = standin.violations()
+        echo(f"requests to the stand-in that broke the published OpenAPI description: {len(violations)}")
+        return ok and not violations
+
+
+def _run(
+    settings: Settings, receiver_settings: Callable[[int], Settings], *, timeout: float, echo: Echo
+) -> bool:
     gateway = open_gateway(settings, migrate=True)
     loops = _Threads()
     try:
@@ -321,10 +348,11 @@ def run_demo(settings: Settings, *, timeout: float, echo: Echo) -> bool:
         cases = demo_cases(uuid.uuid4())
         receivers = _receivers_for(gateway, cases)
         for her_id in receivers:
-            loops.start(f"receiver {her_id}", functools.partial(_run_receiver, settings, her_id, loops.stop))
+            target = functools.partial(_run_receiver, receiver_settings(her_id), her_id, loops.stop)
+            loops.start(f"receiver {her_id}", target)
         echo(
-            f"started the worker and {len(receivers)} receivers (kommuner and legekontor); "
-            f"{REJECTING_RECEIVER} rejects, {SILENT_RECEIVER} stays silent; "
+            f"started the worker and {len(receivers)} receivers (kommuner and legekontor) on the "
+            f"{settings.transport} transport; {REJECTING_RECEIVER} rejects, {SILENT_RECEIVER} stays silent; "
             f"AppRec deadline {settings.apprec_deadline_s:.0f} s"
         )
         _publish_cases(settings, gateway, cases)

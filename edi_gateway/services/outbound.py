@@ -29,11 +29,14 @@ from edi_gateway.domain.routing import RoutingRules
 from edi_gateway.domain.states import MessageState, RequestState
 from edi_gateway.errors import (
     Problem,
+    RegisterRefused,
     RequestRejected,
     TransientError,
-    Unroutable,
 )
 from edi_gateway.logging import get_logger
+from edi_gateway.messaging.amqp import AmqpTransport
+from edi_gateway.messaging.base import EdiTransport
+from edi_gateway.messaging.delivering import delivery_transition, envelope_of
 from edi_gateway.registers.base import Registers
 from edi_gateway.services.announce import status_outgoing
 from edi_gateway.services.building import MessageBuilder
@@ -52,13 +55,17 @@ from edi_gateway.store.records import (
 )
 from edi_gateway.transport.consumer import Delivery, Disposition
 from edi_gateway.transport.names import Names
-from edi_gateway.transport.publisher import ConfirmingPublisher, Outgoing
+from edi_gateway.transport.publisher import ConfirmingPublisher
 from edi_gateway.xml.signing import Signer
 
 log = get_logger(__name__)
 T = TypeVar("T")
 
 XML = "application/xml"
+REGISTER_REFUSED = Problem(
+    "routing.register_refused",
+    "Adresseregisteret or Fastlegeregisteret refused the look-up for this request as invalid.",
+)
 JSON = "application/json"
 
 
@@ -92,6 +99,7 @@ class OutboundDeps:
     publisher: ConfirmingPublisher
     names: Names
     actor: str = "worker"
+    transport: EdiTransport | None = None  # None: the receivers' queues on the publisher's broker
 
 
 class OutboundService:
@@ -112,6 +120,9 @@ class OutboundService:
             deps.settings, deps.registers, deps.rules, deps.signer, deps.names, clock=clock
         )
         self._our = self._builder.our
+        self._transport = deps.transport or AmqpTransport(
+            deps.publisher, confirm_timeout_s=deps.settings.confirm_timeout_s
+        )
         self._batch_known: dict[str, RequestRecord] = {}
         self._batch_asked: set[str] = set()
 
@@ -221,6 +232,9 @@ class OutboundService:
             )
         except RequestRejected as exc:
             return self._rejected_or_repeat(plan, request_id, request, exc.problems, seen)
+        except RegisterRefused:
+            # The register's own words may quote the identifier it refused: they stay out of the record.
+            return self._rejected_or_repeat(plan, request_id, request, (REGISTER_REFUSED,), seen)
         return self._finish(
             plan,
             request_id,
@@ -356,53 +370,24 @@ class OutboundService:
             work += [(plan, m) for m in plan.republish]
         if not work:
             return
-        outgoing = [
-            Outgoing(
-                exchange="",
-                routing_key=m.queue,
-                body=m.signed_xml,
-                message_id=m.msg_id,
-                correlation_id=plan.request_id,
-                content_type=XML,
-                headers=self._headers(m.msg_id, m.receiver_her_id, m.msg_type),
-            )
-            for plan, m in work
-        ]
-        results = self._d.publisher.publish_many(outgoing, timeout=self._d.settings.confirm_timeout_s)
+        envelopes = [envelope_of(m, self._our.her_id, plan.request_id) for plan, m in work]
+        results = self._transport.send_many(envelopes)
         transitions: list[Transition] = []
-        for (plan, m), error in zip(work, results, strict=True):
+        for (plan, m), result in zip(work, results, strict=True):
             msg_id, her_id, kind = m.msg_id, m.receiver_her_id, m.receiver_kind
             plan.message_states[msg_id] = (MessageState.QUEUED.value, her_id, kind)
-            if error is None:
-                plan.message_states[msg_id] = (MessageState.SENT.value, her_id, kind)
-                transitions.append(
-                    Transition(
-                        msg_id,
-                        MessageState.SENT,
-                        "broker confirmed the publish",
-                        expected_from=MessageState.QUEUED,
-                        count_attempt=True,
-                    )
-                )
-            elif isinstance(error, Unroutable):
-                plan.message_states[msg_id] = (MessageState.FAILED.value, her_id, kind)
-                transitions.append(
-                    Transition(
-                        msg_id,
-                        MessageState.FAILED,
-                        f"broker has no queue: {error}",
-                        expected_from=MessageState.QUEUED,
-                        count_attempt=True,
-                    )
-                )
-            else:
+            transition = delivery_transition(msg_id, result, self._transport.name)
+            if transition is None:
                 log.warning(
-                    "publish not confirmed, request requeued",
+                    "delivery deferred, request requeued",
                     msg_id=msg_id,
                     request_id=plan.request_id,
-                    error=type(error).__name__,
+                    transport=self._transport.name,
                 )
                 plan.disposition = Disposition.REQUEUE
+                continue
+            plan.message_states[msg_id] = (transition.to_state.value, her_id, kind)
+            transitions.append(transition)
         if transitions:
             try:
                 self._with_retry(lambda: self._d.store.transition_messages(transitions, actor=self._d.actor))
@@ -411,14 +396,6 @@ class OutboundService:
                 # re-sends the same bytes with the same MsgId (receivers drop duplicates by MsgId).
                 for plan in plans:
                     plan.disposition = Disposition.REQUEUE
-
-    def _headers(self, msg_id: str, receiver_her_id: int, msg_type: str) -> dict[str, str | int]:
-        return {
-            "msg_id": msg_id,
-            "msg_type": msg_type,
-            "sender_her_id": self._our.her_id,
-            "receiver_her_id": receiver_her_id,
-        }
 
     def _publish_events(self, plans: list[_Plan]) -> None:
         events: list[tuple[_Plan, StatusEvent]] = []

@@ -24,10 +24,10 @@ from edi_gateway.domain.overdue import (
 from edi_gateway.domain.states import MessageState
 from edi_gateway.errors import Problem, TransientError
 from edi_gateway.logging import get_logger
-from edi_gateway.services.acknowledgements import AckDeps
+from edi_gateway.messaging.delivering import delivery_transition, envelope_of
+from edi_gateway.services.acknowledgements import AckDeps, transport_of
 from edi_gateway.services.announce import alert_outgoing, status_outgoing
 from edi_gateway.store.records import MessageRecord, Transition
-from edi_gateway.transport.publisher import Outgoing
 
 log = get_logger(__name__)
 
@@ -49,6 +49,7 @@ class OverdueSweeper:
     def __init__(self, deps: AckDeps, *, clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         self._d = deps
         self._clock = clock
+        self._transport = transport_of(deps)
 
     def sweep(self) -> SweepResult:
         """Run one sweep: resend what is due for a resend, mark overdue what is past its deadline."""
@@ -98,34 +99,25 @@ class OverdueSweeper:
         return result
 
     def _resend(self, messages: list[MessageRecord]) -> list[Transition]:
-        """Publish the stored bytes again (same MsgId); a confirmed resend is a sent → sent transition."""
+        """Send the stored bytes again (same MsgId); an accepted resend is a sent → sent transition."""
         if not messages:
             return []
-        outgoing = [
-            Outgoing(
-                exchange="",
-                routing_key=m.queue,
-                body=m.signed_xml,
-                message_id=m.msg_id,
-                correlation_id=None,
-                content_type="application/xml",
-                headers={"msg_id": m.msg_id, "msg_type": m.msg_type, "resend": 1},
-            )
-            for m in messages
-        ]
-        results = self._d.publisher.publish_many(outgoing, timeout=self._d.settings.confirm_timeout_s)
-        return [
-            Transition(
+        our_her_id = self._d.settings.our_her_id
+        results = self._transport.send_many(
+            [envelope_of(m, our_her_id, None, {"resend": 1}) for m in messages]
+        )
+        changes = (
+            delivery_transition(
                 m.msg_id,
-                MessageState.SENT,
-                "automatic resend: no AppRec yet",
+                result,
+                self._transport.name,
                 expected_from=MessageState.SENT,
-                count_attempt=True,
-                count_resend=True,
+                reason="automatic resend: no AppRec yet",
+                resend=True,
             )
-            for m, error in zip(messages, results, strict=True)
-            if error is None
-        ]
+            for m, result in zip(messages, results, strict=True)
+        )
+        return [change for change in changes if change is not None]
 
     def _announce(self, marked: list[MessageRecord], alerts: list[dict[str, object]], now: datetime) -> None:
         outgoing = []

@@ -16,8 +16,10 @@ and writes an audit entry (refusals too).
 
 from __future__ import annotations
 
+import dataclasses
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -28,8 +30,19 @@ from edi_gateway.domain.events import StatusEvent
 from edi_gateway.domain.model import ReceiverKind
 from edi_gateway.domain.request import RequestV1, parse_request
 from edi_gateway.domain.states import MessageState
-from edi_gateway.errors import EdiGatewayError, PermanentError, Problem, RequestRejected, Unroutable
+from edi_gateway.errors import (
+    EdiGatewayError,
+    PermanentError,
+    Problem,
+    RequestRejected,
+    TransientError,
+    UnknownError,
+)
 from edi_gateway.logging import get_logger
+from edi_gateway.messaging.amqp import AmqpTransport
+from edi_gateway.messaging.base import Deferred, EdiTransport, Refused, SendResult
+from edi_gateway.messaging.delivering import delivery_transition, envelope_of
+from edi_gateway.messaging.factory import open_transport
 from edi_gateway.services import queries
 from edi_gateway.services.access import (
     Operator,
@@ -41,10 +54,10 @@ from edi_gateway.services.building import MessageBuilder
 from edi_gateway.services.context import Gateway
 from edi_gateway.services.msghead_intake import is_xml
 from edi_gateway.services.receivers import resolve_receivers
-from edi_gateway.store import MessageNotFound, MessageRecord, Transition
+from edi_gateway.store import MessageNotFound, MessageRecord
 from edi_gateway.store.operators import NewReplay
 from edi_gateway.store.records import NewMessage
-from edi_gateway.transport.publisher import ConfirmingPublisher, Outgoing
+from edi_gateway.transport.publisher import ConfirmingPublisher
 
 log = get_logger(__name__)
 
@@ -86,6 +99,14 @@ class ReplayRefused(PermanentError):
     """This replay cannot be done (wrong state, wrong kind of request, missing edited request)."""
 
 
+class DeliveryRefused(UnknownError):
+    """The transport refused a replayed message for good (no queue, or NHN refused the document)."""
+
+
+class DeliveryDeferred(TransientError):
+    """The transport could not take a replayed message now; try the replay again later."""
+
+
 class ReplayService:
     """Replays messages for operators; built from a Gateway and a started ConfirmingPublisher."""
 
@@ -94,11 +115,15 @@ class ReplayService:
         gateway: Gateway,
         publisher: ConfirmingPublisher,
         *,
+        transport: EdiTransport | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
-        """Prepare the message builder."""
+        """Prepare the message builder; messages go by ``transport`` (default: the publisher's broker)."""
         self._g = gateway
         self._publisher = publisher
+        self._transport = transport or AmqpTransport(
+            publisher, confirm_timeout_s=gateway.settings.confirm_timeout_s
+        )
         self._clock = clock
         self._builder = MessageBuilder(
             gateway.settings, gateway.registers, gateway.rules, gateway.signer, gateway.names, clock=clock
@@ -200,28 +225,32 @@ class ReplayService:
     def _resend(self, who: Operator, message: MessageRecord, reason: str) -> ReplayResult:
         _check_resendable(message)
         request_id = self._request_id(message)
-        error = self._publish(message, request_id, ReplayKind.RESEND)
-        if isinstance(error, Unroutable):
+        result = self._send(message, request_id, ReplayKind.RESEND)
+        if isinstance(result, Refused):
             self._g.store.record_message_event(
-                message.msg_id, actor=who.actor, reason=f"resend failed: {error}"
+                message.msg_id, actor=who.actor, reason=f"resend failed: {result.reason}"
             )
-        if error is not None:
-            raise error
-        change = Transition(
+            raise DeliveryRefused(f"{self._transport.name} refused the resend: {result.reason}")
+        if isinstance(result, Deferred):
+            raise DeliveryDeferred(f"{self._transport.name} did not take the resend now: {result.reason}")
+        change = delivery_transition(
             message.msg_id,
-            MessageState.SENT,
-            reason,
-            details={"replay": ReplayKind.RESEND.value},
+            result,
+            self._transport.name,
             expected_from=message.state,
-            count_attempt=True,
-            count_resend=True,
+            reason=reason,
+            resend=True,
+        )
+        assert change is not None  # accepted
+        change = dataclasses.replace(
+            change, details={**(change.details or {}), "replay": ReplayKind.RESEND.value}
         )
         changed = self._g.store.transition_messages([change], actor=who.actor)
         now = self._state_of(message.msg_id)
         if not changed:  # an AppRec (or another replay) moved it between our read and our write
-            detail = f"published again with the same MsgId; meanwhile the message became {now}"
+            detail = f"sent again with the same MsgId; meanwhile the message became {now}"
         else:
-            detail = f"published the stored message again with the same MsgId to {message.queue}"
+            detail = f"sent the stored message again with the same MsgId to {self._where(message)}"
             self._announce(message, request_id, now)
         return ReplayResult(ReplayKind.RESEND, message.msg_id, (message.msg_id,), now, detail)
 
@@ -276,17 +305,13 @@ class ReplayService:
         replay = NewReplay(old.msg_id, new, who.username, kind.value, reason, edited_body)
         self._g.store.add_replay_message(replay, actor=who.actor)
         request_id = self._request_id(old)
-        error = self._publish(new, request_id, kind)
-        if error is not None and not isinstance(error, Unroutable):
+        result = self._send(new, request_id, kind)
+        change = delivery_transition(new.msg_id, result, self._transport.name)
+        if change is None:
             state = MessageState.QUEUED.value
-            detail = f"new message {new.msg_id} stored, but the broker did not confirm it: resend it"
+            detail = f"new message {new.msg_id} stored, but the transport did not take it now: resend it"
             return ReplayResult(kind, old.msg_id, (new.msg_id,), state, detail)
-        moved = MessageState.SENT if error is None else MessageState.FAILED
-        said = "broker confirmed the publish" if error is None else f"broker has no queue: {error}"
-        self._g.store.transition_messages(
-            [Transition(new.msg_id, moved, said, expected_from=MessageState.QUEUED, count_attempt=True)],
-            actor=who.actor,
-        )
+        self._g.store.transition_messages([change], actor=who.actor)
         state = self._state_of(new.msg_id)
         self._announce(new, request_id, state)
         detail = f"new message {new.msg_id} to {new.receiver_name} (ConversationRef {old.msg_id}): {state}"
@@ -385,27 +410,17 @@ class ReplayService:
 
     # -- publishing ------------------------------------------------------------------------------
 
-    def _publish(
+    def _send(
         self, message: MessageRecord | NewMessage, request_id: str | None, kind: ReplayKind
-    ) -> BaseException | None:
-        headers: dict[str, str | int] = {
-            "msg_id": message.msg_id,
-            "msg_type": message.msg_type,
-            "sender_her_id": self._builder.our.her_id,
-            "receiver_her_id": message.receiver_her_id,
-            "replay": kind.value,
-        }
-        outgoing = Outgoing(
-            exchange="",
-            routing_key=message.queue,
-            body=message.signed_xml,
-            message_id=message.msg_id,
-            correlation_id=request_id,
-            content_type=XML,
-            headers=headers,
-        )
-        (error,) = self._publisher.publish_many([outgoing], timeout=self._g.settings.confirm_timeout_s)
-        return error
+    ) -> SendResult:
+        our = self._builder.our.her_id
+        (result,) = self._transport.send_many([envelope_of(message, our, request_id, {"replay": kind.value})])
+        return result
+
+    def _where(self, message: MessageRecord) -> str:
+        if self._transport.name == "amqp":
+            return message.queue
+        return f"HER-id {message.receiver_her_id} over {self._transport.name}"
 
     def _announce(self, message: MessageRecord | NewMessage, request_id: str | None, state: str) -> None:
         """Tell the EPR on ``edi.events``, as the worker does for the messages it sends."""
@@ -442,3 +457,16 @@ def _filter_kind(kind: ReplayKind) -> ReplayKind:
 
 def _codes(exc: Exception) -> list[str]:
     return list(exc.codes) if isinstance(exc, RequestRejected) else []
+
+
+@contextmanager
+def replay_session(gateway: Gateway, *, name: str) -> Iterator[ReplayService]:
+    """A replay service on its own publisher and the transport the settings choose; closed on exit.
+
+    Nothing connects before the first publish: a dry run never touches the broker.
+    """
+    with (
+        ConfirmingPublisher(gateway.settings.amqp_url, name=name) as publisher,
+        open_transport(gateway.settings, publisher) as transport,
+    ):
+        yield ReplayService(gateway, publisher, transport=transport)

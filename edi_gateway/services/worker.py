@@ -1,10 +1,12 @@
 """The worker process: requests out, AppRecs in, overdue sweep — until told to stop.
 
-Three loops share one confirming publisher and one store:
+The loops share one confirming publisher, one transport and one store:
 
 * the request consumer on ``edi.requests`` (``OutboundService``), in the calling thread;
-* the inbox consumer on ``<ourHerId>_async`` (``AcknowledgementService``), in a thread;
-* the overdue sweep (``OverdueSweeper``), in a thread.
+* the inbox (``AcknowledgementService``), in a thread: the ``<ourHerId>_async`` queue on ``amqp``,
+  the message service's inbox of every HER-id we serve on ``nhn``;
+* the overdue sweep (``OverdueSweeper``), in a thread;
+* on ``nhn`` only, the poll of NHN's delivery states (``DeliveryStatusPoller``), in a thread.
 
 Setting ``stop`` ends all three: each finishes the batch in hand, acks, and returns.
 """
@@ -16,13 +18,17 @@ import socket
 import threading
 from collections.abc import Callable
 
+from edi_gateway.domain.events import StatusEvent
 from edi_gateway.logging import get_logger
+from edi_gateway.messaging.factory import Messaging, open_messaging, served_her_ids
+from edi_gateway.nhn.msh import MshClient
 from edi_gateway.services.acknowledgements import AckDeps, AcknowledgementService
+from edi_gateway.services.announce import status_outgoing
 from edi_gateway.services.context import Gateway
+from edi_gateway.services.delivery_status import DeliveryStatusPoller
 from edi_gateway.services.outbound import OutboundDeps, OutboundService
 from edi_gateway.services.overdue import OverdueSweeper
 from edi_gateway.transport.consumer import BatchConsumer
-from edi_gateway.transport.publisher import ConfirmingPublisher
 
 log = get_logger(__name__)
 
@@ -58,7 +64,14 @@ def run_worker(gateway: Gateway, stop: threading.Event, *, ready: threading.Even
     settings, names = gateway.settings, gateway.names
     actor = worker_actor()
     failures: list[BaseException] = []
-    with ConfirmingPublisher(settings.amqp_url, name=f"edi-gateway publisher {actor}") as publisher:
+    inbox_queue = names.inbox(settings.our_her_id)
+    with open_messaging(
+        settings,
+        name=f"edi-gateway {actor}",
+        inbox_queue=inbox_queue,
+        inbox_her_ids=served_her_ids(settings),
+    ) as messaging:
+        publisher = messaging.publisher
         outbound = OutboundService(
             OutboundDeps(
                 settings=settings,
@@ -69,6 +82,7 @@ def run_worker(gateway: Gateway, stop: threading.Event, *, ready: threading.Even
                 publisher=publisher,
                 names=names,
                 actor=actor,
+                transport=messaging.transport,
             )
         )
         ack_deps = AckDeps(
@@ -78,6 +92,7 @@ def run_worker(gateway: Gateway, stop: threading.Event, *, ready: threading.Even
             publisher=publisher,
             names=names,
             actor=actor,
+            transport=messaging.transport,
         )
         acks = AcknowledgementService(ack_deps)
         sweeper = OverdueSweeper(ack_deps)
@@ -89,32 +104,26 @@ def run_worker(gateway: Gateway, stop: threading.Event, *, ready: threading.Even
             batch_wait_ms=settings.batch_wait_ms,
             name=f"edi-gateway requests {actor}",
         )
-        inbox_queue = names.inbox(settings.our_her_id)
-        inbox = BatchConsumer(
-            settings.amqp_url,
-            inbox_queue,
-            prefetch=settings.batch_size * 2,
-            batch_size=settings.batch_size,
-            batch_wait_ms=settings.batch_wait_ms,
-            name=f"edi-gateway inbox {actor}",
-        )
+        loops: list[tuple[str, Callable[[], None]]] = [
+            ("inbox", lambda: messaging.inbox.run(acks.handle_batch, stop)),
+            ("overdue", lambda: sweeper.run(stop)),
+        ]
+        if messaging.msh is not None:
+            poller = delivery_status_poller(gateway, messaging, actor)
+            loops.append(("delivery_status", lambda: poller.run(stop)))
         threads = [
-            threading.Thread(
-                target=_guarded,
-                name="inbox",
-                daemon=True,
-                args=("inbox", lambda: inbox.run(acks.handle_batch, stop), stop, failures),
-            ),
-            threading.Thread(
-                target=_guarded,
-                name="overdue",
-                daemon=True,
-                args=("overdue", lambda: sweeper.run(stop), stop, failures),
-            ),
+            threading.Thread(target=_guarded, name=name, daemon=True, args=(name, loop, stop, failures))
+            for name, loop in loops
         ]
         for thread in threads:
             thread.start()
-        log.info("worker started", queue=names.requests, inbox=inbox_queue, batch_size=settings.batch_size)
+        log.info(
+            "worker started",
+            queue=names.requests,
+            transport=messaging.transport.name,
+            inbox=inbox_queue if settings.transport == "amqp" else list(served_her_ids(settings)),
+            batch_size=settings.batch_size,
+        )
         if ready is not None:
             ready.set()
         _guarded("requests", lambda: requests.run(outbound.handle_batch, stop), stop, failures)
@@ -123,3 +132,25 @@ def run_worker(gateway: Gateway, stop: threading.Event, *, ready: threading.Even
     log.info("worker stopped")
     if failures:
         raise failures[0]
+
+
+def delivery_status_poller(gateway: Gateway, messaging: Messaging, actor: str) -> DeliveryStatusPoller:
+    """The poll of NHN's delivery states, announcing failures on ``edi.events`` with the shared publisher."""
+    from edi_gateway.nhn.metrics import record_error
+
+    settings, names, publisher = gateway.settings, gateway.names, messaging.publisher
+
+    def announce(events: list[StatusEvent]) -> None:
+        if events:
+            outgoing = [status_outgoing(names, e) for e in events]
+            publisher.publish_many(outgoing, timeout=settings.confirm_timeout_s)
+
+    assert isinstance(messaging.msh, MshClient)
+    return DeliveryStatusPoller(
+        gateway.store,
+        messaging.msh,
+        actor,
+        settings.nhn.nhn_status_poll_interval_s,
+        announce,
+        on_error=lambda kind: record_error("status", kind),
+    )

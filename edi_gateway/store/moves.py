@@ -78,6 +78,10 @@ _MOVE = (
         first_sent_at=sa.func.coalesce(messages.c.first_sent_at, _SENT_AT),
         attempts=messages.c.attempts + sa.bindparam("m_attempts", type_=sa.Integer()),
         resends=messages.c.resends + sa.bindparam("m_resends", type_=sa.Integer()),
+        transport=sa.func.coalesce(sa.bindparam("m_transport", type_=sa.String()), messages.c.transport),
+        transport_id=sa.func.coalesce(
+            sa.bindparam("m_transport_id", type_=sa.String()), messages.c.transport_id
+        ),
     )
 )
 
@@ -91,4 +95,6 @@ def _move_params(msg_id: str, move: Move, now: datetime) -> dict[str, Any]:
         "m_sent_at": now if move.sent else None,
         "m_attempts": move.attempts,
         "m_resends": move.resends,
+        "m_transport": move.transport,
+        "m_transport_id": move.transport_id,
     }

@@ -126,6 +126,8 @@ class Transition:
         expected_from: apply only when the message is in exactly this state now.
         count_attempt: this change follows a publish attempt; add one to ``attempts``.
         count_resend: this change is a transport resend (the overdue sweep's); add one to ``resends``.
+        transport: the transport that accepted the message (``amqp``, ``nhn``), on a move to sent.
+        transport_id: the transport's own id of the message (NHN's message id), when it gave one.
     """
 
     msg_id: str
@@ -135,6 +137,8 @@ class Transition:
     expected_from: MessageState | None = None
     count_attempt: bool = False
     count_resend: bool = False
+    transport: str | None = None
+    transport_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,6 +172,10 @@ class MessageRecord:
         sent_at: when the broker last confirmed a publish, if it has.
         first_sent_at: when the broker first confirmed a publish; the AppRec deadline counts from here.
         resends: how many transport resends have been recorded.
+        transport: the transport that accepted it (``amqp``, ``nhn``); None while queued.
+        transport_id: the transport's own id of it (NHN's message id); None on AMQP.
+        transport_state: NHN's delivery state as last polled (``Unconfirmed``, ``Acknowledged``,
+            ``Rejected``); None on AMQP and before the first poll.
     """
 
     msg_id: str
@@ -190,6 +198,9 @@ class MessageRecord:
     deadline_at: datetime | None
     first_sent_at: datetime | None
     resends: int
+    transport: str | None = None
+    transport_id: str | None = None
+    transport_state: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -239,6 +239,9 @@ def message_record(row: sa.Row[Any]) -> MessageRecord:
         deadline_at=m["deadline_at"],
         first_sent_at=m["first_sent_at"],
         resends=m["resends"],
+        transport=m["transport"],
+        transport_id=m["transport_id"],
+        transport_state=m["transport_state"],
     )
 
 

@@ -113,6 +113,11 @@ messages = sa.Table(
     # Set once, by the first transition to sent; the AppRec deadline counts from it (revision 0002).
     sa.Column("first_sent_at", UtcDateTime(), nullable=True),
     sa.Column("resends", sa.Integer(), nullable=False, server_default=sa.text("0")),
+    # The transport that accepted it, its id there (NHN's message id) and NHN's delivery state (0006).
+    sa.Column("transport", sa.String(16), nullable=True),
+    sa.Column("transport_id", sa.String(64), nullable=True),
+    sa.Column("transport_state", sa.String(32), nullable=True),
+    sa.Index("ix_messages_transport_id", "transport_id"),
     # Its index (request_ref first) also serves messages_for_request; no separate index needed.
     sa.UniqueConstraint("request_ref", "receiver_key"),
     sa.Index(None, "state", "updated_at"),

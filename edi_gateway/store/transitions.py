@@ -34,6 +34,8 @@ class Move:
         sent: some applied change reached ``sent`` (stamps ``sent_at``, and ``first_sent_at`` if unset).
         attempts: publish attempts to add.
         resends: transport resends to add.
+        transport: the transport of the latest applied change that named one.
+        transport_id: the transport's id of the message from the latest change that named one.
     """
 
     from_state: MessageState
@@ -41,6 +43,8 @@ class Move:
     sent: bool = False
     attempts: int = 0
     resends: int = 0
+    transport: str | None = None
+    transport_id: str | None = None
 
 
 @dataclass(slots=True)
@@ -82,6 +86,8 @@ def plan_transitions(
         move.sent = move.sent or change.to_state == MessageState.SENT
         move.attempts += 1 if change.count_attempt else 0
         move.resends += 1 if change.count_resend else 0
+        move.transport = change.transport or move.transport
+        move.transport_id = change.transport_id or move.transport_id
         plan.changed.append(change.msg_id)
         plan.events.append(
             rows.event_row(

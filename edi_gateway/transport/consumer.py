@@ -60,6 +60,10 @@ class Delivery:
         headers: the AMQP headers.
         redelivered: the broker has delivered it before.
         delivery_count: earlier deliveries counted by the quorum queue (0 on the first).
+        transport_id: the transport's own id of the document (NHN's message id); None on AMQP.
+        attested_sender_her_id: the sender's HER-id as the transport authenticated it (NHN's message
+            metadata). Never taken from AMQP headers, which any publisher can write: None on AMQP.
+        inbox_her_id: the HER-id whose inbox the document came from (NHN); None on AMQP.
     """
 
     delivery_tag: int
@@ -70,6 +74,9 @@ class Delivery:
     headers: Mapping[str, object] = field(default_factory=dict)
     redelivered: bool = False
     delivery_count: int = 0
+    transport_id: str | None = None
+    attested_sender_her_id: int | None = None
+    inbox_her_id: int | None = None
 
 
 class Disposition(StrEnum):

@@ -78,7 +78,9 @@ def create_app(settings: Settings, *, gateway: Gateway | None = None) -> FastAPI
         templates=make_templates(),
         metrics=metrics.metrics_registry(gateway.store),
         logins=LoginThrottle(settings.login_max_failures, settings.login_window_s),
-        readiness=health.ReadinessProbe(),
+        readiness=health.ReadinessProbe(
+            nhn=health.NhnClients(gateway.settings) if gateway.settings.transport == "nhn" else None
+        ),
     )
 
     @asynccontextmanager

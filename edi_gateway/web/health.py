@@ -15,6 +15,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -22,9 +23,14 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse
 
-from edi_gateway.errors import EdiGatewayError
+from edi_gateway.errors import EdiGatewayError, TokenUnavailable, TransportRefused, TransportUnavailable
+from edi_gateway.messaging.factory import open_helseid, open_msh, served_her_ids
+from edi_gateway.nhn.helseid import HelseIdClient
+from edi_gateway.nhn.metrics import observe_api_call
+from edi_gateway.nhn.msh import MshClient
 from edi_gateway.services.access import Operator
 from edi_gateway.services.context import Gateway
+from edi_gateway.settings import Settings
 from edi_gateway.transport.connection import close_quietly, connect
 from edi_gateway.web.auth import current_operator
 from edi_gateway.web.state import WebState, web_state
@@ -93,9 +99,64 @@ def check_signing(gateway: Gateway, now: datetime | None = None) -> Check:
 CHECKS: tuple[Callable[[Gateway], Check], ...] = (check_database, check_broker, check_schemas, check_signing)
 
 
-def readiness(gateway: Gateway) -> list[Check]:
+class NhnClients:
+    """The web process's own HelseID and message service clients, opened on first use (``nhn`` only).
+
+    Kept for the process's life so the readiness checks reuse a cached token instead of asking HelseID
+    every time; closed with the application.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        """Open nothing yet."""
+        self._settings = settings
+        self._stack = ExitStack()
+        self._clients: tuple[HelseIdClient, MshClient] | None = None
+        self._lock = threading.Lock()
+
+    def get(self) -> tuple[HelseIdClient, MshClient]:
+        """The clients, built from ``Settings.nhn`` the first time."""
+        with self._lock:
+            if self._clients is None:
+                nhn = self._settings.nhn
+                helseid = self._stack.enter_context(open_helseid(nhn, nhn.helseid_msh_scopes))
+                msh = self._stack.enter_context(open_msh(nhn, helseid, observe=observe_api_call))
+                self._clients = (helseid, msh)
+            return self._clients
+
+    def close(self) -> None:
+        """Close the clients (if they were opened)."""
+        with self._lock:
+            self._stack.close()
+            self._clients = None
+
+
+def check_transport(gateway: Gateway, nhn: NhnClients | None) -> list[Check]:
+    """The transport in force; on ``nhn`` also a HelseID token and one authenticated message service call."""
+    settings = gateway.settings
+    if settings.transport == "amqp" or nhn is None:
+        return [Check("transport", True, "amqp: the receivers' <herId>_async queues on the broker")]
+    token_url = settings.nhn.helseid_token_url
+    try:
+        helseid, msh = nhn.get()
+    except EdiGatewayError as exc:
+        return [Check("transport", False, f"nhn: the clients cannot be built: {exc}")]
+    try:
+        helseid.check()
+    except TokenUnavailable as exc:
+        return [Check("token_endpoint", False, f"{token_url}: no token ({exc.kind})")]
+    checks = [Check("token_endpoint", True, f"{token_url}: token in hand")]
+    try:
+        msh.ping(served_her_ids(settings)[0])
+    except TokenUnavailable as exc:  # the service refused the token and HelseID gave no new one
+        return [Check("token_endpoint", False, f"{token_url}: no token ({exc.kind})")]
+    except (TransportUnavailable, TransportRefused) as exc:
+        return [*checks, Check("transport", False, f"nhn: {settings.nhn.nhn_msh_url} answered {exc.kind}")]
+    return [*checks, Check("transport", True, f"nhn: {settings.nhn.nhn_msh_url} answers")]
+
+
+def readiness(gateway: Gateway, nhn: NhnClients | None = None) -> list[Check]:
     """Run every readiness check."""
-    return [check(gateway) for check in CHECKS]
+    return [*(check(gateway) for check in CHECKS), *check_transport(gateway, nhn)]
 
 
 @dataclass
@@ -109,6 +170,7 @@ class ReadinessProbe:
 
     ttl_s: float = READY_CACHE_S
     clock: Callable[[], float] = time.monotonic
+    nhn: NhnClients | None = None
     _checks: Sequence[Check] = ()
     _at: float | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -121,7 +183,7 @@ class ReadinessProbe:
         with self._lock:
             now = self.clock()
             if self._at is None or now - self._at >= self.ttl_s:
-                self._checks = readiness(gateway)
+                self._checks = readiness(gateway, self.nhn)
                 self._at = self.clock()
             return self._checks
 

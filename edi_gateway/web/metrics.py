@@ -16,6 +16,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from edi_gateway.domain.states import MessageState, RequestState
+from edi_gateway.nhn import metrics as nhn_metrics
 from edi_gateway.services.queries import counts_by_state
 from edi_gateway.store import Store
 from edi_gateway.web.state import WebState, web_state
@@ -56,9 +57,11 @@ class StoreCollector(Collector):
 
 
 def metrics_registry(store: Store) -> CollectorRegistry:
-    """A registry of this application's own (not the process-wide default one)."""
+    """A registry of this application's own: the store's figures, and this process's NHN client metrics."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(StoreCollector(store))
+    for metric in (nhn_metrics.API_SECONDS, nhn_metrics.API_ERRORS, nhn_metrics.TOKEN_REFRESHES):
+        registry.register(metric)
     return registry
 
 

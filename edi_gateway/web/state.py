@@ -7,6 +7,7 @@ connection, and an application whose broker is down still serves lists and pages
 from __future__ import annotations
 
 import threading
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -15,9 +16,8 @@ from fastapi.templating import Jinja2Templates
 from prometheus_client import CollectorRegistry
 
 from edi_gateway.services.context import Gateway
-from edi_gateway.services.replay import ReplayService
+from edi_gateway.services.replay import ReplayService, replay_session
 from edi_gateway.store import Store
-from edi_gateway.transport.publisher import ConfirmingPublisher
 from edi_gateway.web.throttle import LoginThrottle
 
 if TYPE_CHECKING:  # health imports this module for ``web_state``
@@ -43,7 +43,7 @@ class WebState:
     metrics: CollectorRegistry
     logins: LoginThrottle
     readiness: ReadinessProbe
-    _publisher: ConfirmingPublisher | None = None
+    _replay_session: ExitStack | None = None
     _replay: ReplayService | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -56,18 +56,20 @@ class WebState:
         """Return the replay service, starting its publisher on first use."""
         with self._lock:
             if self._replay is None:
-                self._publisher = ConfirmingPublisher(self.gateway.settings.amqp_url, name="edi_gateway.web")
-                self._publisher.start()
-                self._replay = ReplayService(self.gateway, self._publisher)
+                session = ExitStack()
+                self._replay = session.enter_context(replay_session(self.gateway, name="edi_gateway.web"))
+                self._replay_session = session
             return self._replay
 
     def close(self) -> None:
         """Stop the publisher and, when the application opened it, close the gateway."""
         with self._lock:
-            if self._publisher is not None:
-                self._publisher.close()
-                self._publisher = None
+            if self._replay_session is not None:
+                self._replay_session.close()
+                self._replay_session = None
                 self._replay = None
+        if self.readiness.nhn is not None:
+            self.readiness.nhn.close()
         if self.owns_gateway:
             self.gateway.close()
 

@@ -19,8 +19,18 @@ from datetime import datetime
 from pathlib import Path
 from typing import Final
 
-from edi_gateway.errors import TransientError, Unroutable, XmlRejected
+from edi_gateway.errors import TransientError, XmlRejected
 from edi_gateway.logging import get_logger
+from edi_gateway.messaging.base import (
+    Accepted,
+    AppRecAnswer,
+    Deferred,
+    EdiTransport,
+    Refused,
+    SendResult,
+)
+from edi_gateway.messaging.base import Envelope as Document
+from edi_gateway.messaging.factory import open_messaging
 from edi_gateway.private_files import private_dir
 from edi_gateway.registers.base import Registers, Virksomhet
 from edi_gateway.registers.fixtures import load_fixture_registers
@@ -41,9 +51,8 @@ from edi_gateway.services.receiver.reading import (
 )
 from edi_gateway.settings import Settings
 from edi_gateway.store.receiver_journal import PendingAppRec, ReceiverJournal
-from edi_gateway.transport.consumer import BatchConsumer, Delivery, Disposition
+from edi_gateway.transport.consumer import Delivery, Disposition
 from edi_gateway.transport.names import Names
-from edi_gateway.transport.publisher import ConfirmingPublisher, Outgoing
 from edi_gateway.xml.apprec import AppRecSpec, apprec_error, build_apprec
 from edi_gateway.xml.schemas import validate_apprec, warm_up
 from edi_gateway.xml.signing import Signer
@@ -75,17 +84,20 @@ class _Answer:
     body: bytes
     queue: str
     answered_key: tuple[int, str] | None
+    answering_her_id: int
+    in_reply_to: str | None = None
 
-    def outgoing(self) -> Outgoing:
-        return Outgoing(
-            exchange="",
-            routing_key=self.queue,
-            body=self.body,
-            message_id=self.spec.id,
-            correlation_id=self.spec.original_msg_id or None,
-            content_type=XML,
-            headers=_headers(self.spec.id, self.spec.original_msg_id, self.spec.receiver.inst.id),
+    def answer(self) -> AppRecAnswer:
+        envelope = _apprec_envelope(
+            self.answering_her_id,
+            self.spec.id,
+            self.spec.original_msg_id,
+            self.spec.receiver.inst.id,
+            self.queue,
+            self.body,
         )
+        errors = tuple((e.code, e.text) for e in self.spec.errors)
+        return AppRecAnswer(envelope, self.in_reply_to, int(self.spec.status), errors)
 
 
 @dataclass
@@ -95,7 +107,7 @@ class ReceivingSystem:
     party: ReceivingParty
     behaviour: ReceiverBehaviour
     journal: ReceiverJournal
-    publisher: ConfirmingPublisher
+    transport: EdiTransport
     names: Names
     test_mode: bool
     confirm_timeout_s: float
@@ -125,7 +137,8 @@ class ReceivingSystem:
         due = self.journal.due(now)
         if not due:
             return 0
-        outcomes = self._publish([(_outgoing_of(p), p.copies) for p in due])
+        our = self.party.virksomhet.her_id
+        outcomes = self._publish([(_answer_of(p, our), p.copies) for p in due])
         done = [p.apprec_id for p, error in zip(due, outcomes, strict=True) if _settled(error, p.apprec_id)]
         self.journal.remove(done)
         return len(done)
@@ -164,7 +177,9 @@ class ReceivingSystem:
             return None
         if key is not None:
             seen.add(key)
-        return _Answer(spec, body, self.names.inbox(int(spec.receiver.inst.id)), key)
+        answering = delivery.inbox_her_id or self.party.virksomhet.her_id
+        queue = self.names.inbox(int(spec.receiver.inst.id))
+        return _Answer(spec, body, queue, key, answering, delivery.transport_id)
 
     def _verdict(self, reading: Reading) -> Verdict:
         if reading.failure is not None or reading.summary is None:
@@ -193,16 +208,19 @@ class ReceivingSystem:
 
     def _send_now(self, answers: list[_Answer | None]) -> list[Disposition]:
         to_send = [a for a in answers if a is not None]
-        outcomes = iter(self._publish([(a.outgoing(), self._copies) for a in to_send]))
+        outcomes = iter(self._publish([(a.answer(), self._copies) for a in to_send]))
         dispositions: list[Disposition] = []
         answered: list[tuple[int, str, str]] = []
         for answer in answers:
-            error = next(outcomes) if answer is not None else None
-            if answer is not None and error is None:
+            if answer is None:
+                dispositions.append(Disposition.ACK)
+                continue
+            result = next(outcomes)
+            if isinstance(result, Accepted):
                 log.info("receiver.apprec_sent", **_spec_fields(answer.spec))
                 if answer.answered_key is not None:
                     answered.append((*answer.answered_key, answer.spec.id))
-            settled = answer is None or _settled(error, answer.spec.id)
+            settled = _settled(result, answer.spec.id)
             dispositions.append(Disposition.ACK if settled else Disposition.REQUEUE)
         self.journal.record_answered(answered)
         return dispositions
@@ -230,16 +248,17 @@ class ReceivingSystem:
     def _copies(self) -> int:
         return 2 if self.behaviour.duplicate_apprec else 1
 
-    def _publish(self, messages: Sequence[tuple[Outgoing, int]]) -> list[BaseException | None]:
-        """Publish each message ``copies`` times; one outcome per message: its first failure, or None."""
-        flat = [msg for msg, copies in messages for _ in range(copies)]
+    def _publish(self, answers: Sequence[tuple[AppRecAnswer, int]]) -> list[SendResult]:
+        """Send each AppRec ``copies`` times; one outcome per AppRec: its first failure, or accepted."""
+        flat = [answer for answer, copies in answers for _ in range(copies)]
         if not flat:
             return []
-        results = iter(self.publisher.publish_many(flat, timeout=self.confirm_timeout_s))
-        outcomes: list[BaseException | None] = []
-        for _msg, copies in messages:
-            errors = [e for e in (next(results) for _ in range(copies)) if e is not None]
-            outcomes.append(errors[0] if errors else None)
+        results = iter(self.transport.send_apprecs(flat))
+        outcomes: list[SendResult] = []
+        for _answer, copies in answers:
+            mine = [next(results) for _ in range(copies)]
+            failures = [r for r in mine if not isinstance(r, Accepted)]
+            outcomes.append(failures[0] if failures else mine[0])
         return outcomes
 
 
@@ -250,25 +269,41 @@ def _answered_key(reading: Reading, envelope: Envelope) -> tuple[int, str] | Non
     return envelope.sender_her_id, envelope.msg_id
 
 
-def _settled(error: BaseException | None, apprec_id: str) -> bool:
-    """Whether a publish outcome is final: confirmed, or unroutable (retrying cannot help)."""
-    if isinstance(error, Unroutable):
-        log.error("receiver.apprec_unroutable", apprec_id=apprec_id)
+def _settled(result: SendResult, apprec_id: str) -> bool:
+    """Whether a send outcome is final: accepted, or refused (retrying cannot help)."""
+    if isinstance(result, Refused):
+        log.error("receiver.apprec_refused", apprec_id=apprec_id)
         return True
-    if error is not None:
-        log.warning("receiver.apprec_not_confirmed", apprec_id=apprec_id, error=type(error).__name__)
-    return error is None
+    if isinstance(result, Deferred):
+        log.warning("receiver.apprec_not_confirmed", apprec_id=apprec_id)
+    return isinstance(result, Accepted)
 
 
-def _outgoing_of(pending: PendingAppRec) -> Outgoing:
-    return Outgoing(
-        exchange="",
-        routing_key=pending.queue,
-        body=pending.body,
-        message_id=pending.apprec_id,
-        correlation_id=pending.original_msg_id or None,
-        content_type=XML,
-        headers=_headers(pending.apprec_id, pending.original_msg_id, str(pending.recipient_her_id)),
+def _answer_of(pending: PendingAppRec, sender_her_id: int) -> AppRecAnswer:
+    """A journaled AppRec (AMQP only: late answers are refused on other transports) as an answer."""
+    envelope = _apprec_envelope(
+        sender_her_id,
+        pending.apprec_id,
+        pending.original_msg_id,
+        str(pending.recipient_her_id),
+        pending.queue,
+        pending.body,
+    )
+    return AppRecAnswer(envelope, None, 0)
+
+
+def _apprec_envelope(
+    sender_her_id: int, apprec_id: str, original_msg_id: str, recipient_her_id: str, queue: str, body: bytes
+) -> Document:
+    return Document(
+        msg_id=apprec_id,
+        correlation_id=original_msg_id or None,
+        sender_her_id=sender_her_id,
+        receiver_her_id=int(recipient_her_id) if recipient_her_id.isdigit() else 0,
+        queue=queue,
+        msg_type="APPREC",
+        body=body,
+        labels=_headers(apprec_id, original_msg_id, recipient_her_id),
     )
 
 
@@ -348,33 +383,44 @@ def run_receiver(
     Raises:
         ConfigurationError: ``her_id`` is not a receiving virksomhet in the registers.
     """
+    if behaviour.delay_s > 0 and settings.transport != "amqp":
+        raise ConfigurationError("late AppRecs (--delay) are for the amqp transport only")
     party = load_receiving_party(settings, her_id)
     warm_up()
     journal = ReceiverJournal(receiver_state_dir(settings, her_id) / JOURNAL_NAME)
     names = Names(settings.queue_prefix)
     queue = names.prefixed(party.virksomhet.queue)
-    with ConfirmingPublisher(settings.amqp_url, name=f"edi-gateway receiver {her_id} publisher") as publisher:
+    with open_messaging(
+        settings,
+        name=f"edi-gateway receiver {her_id}",
+        inbox_queue=queue,
+        inbox_her_ids=party.virksomhet.all_her_ids,
+    ) as messaging:
         system = ReceivingSystem(
-            party, behaviour, journal, publisher, names, settings.test_mode, settings.confirm_timeout_s
-        )
-        consumer = BatchConsumer(
-            settings.amqp_url,
-            queue,
-            prefetch=settings.batch_size * 2,
-            batch_size=settings.batch_size,
-            batch_wait_ms=settings.batch_wait_ms,
-            name=f"edi-gateway receiver {her_id}",
+            party,
+            behaviour,
+            journal,
+            messaging.transport,
+            names,
+            settings.test_mode,
+            settings.confirm_timeout_s,
         )
         done = threading.Event()
         dispatcher = threading.Thread(
             target=system.dispatch_due, args=(done,), name=f"receiver-{her_id}-dispatch", daemon=True
         )
         dispatcher.start()
-        log.info("receiver.started", her_id=her_id, queue=queue, behaviour=dataclasses.asdict(behaviour))
+        log.info(
+            "receiver.started",
+            her_id=her_id,
+            transport=messaging.transport.name,
+            queue=queue,
+            behaviour=dataclasses.asdict(behaviour),
+        )
         if ready is not None:
             ready.set()
         try:
-            consumer.run(system.handle_batch, stop)
+            messaging.inbox.run(system.handle_batch, stop)
         finally:
             done.set()
             dispatcher.join()

@@ -1,0 +1,1 @@
+"""Development and test aids shipped with the package, never used on the production path."""

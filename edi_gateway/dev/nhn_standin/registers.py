@@ -1,0 +1,613 @@
+"""Stand-ins for NHN's Adresseregister (REST) and Fastlegeregister (SOAP), answering from other registers.
+
+For tests and the demo: the data come from registers the caller gives (the fixture registers, as a
+rule), shaped the way NHN answers, so ``NhnAddressRegister`` and ``NhnFastlegeRegister`` can be run
+against them over real HTTP and must reach the same routing answers as the fixture registers do.
+
+``AddressRegisterStandIn`` (``.router``) serves the CommunicationParty API paths below ``/api/v1``:
+
+* every request first goes to the ``authorize(request, "nhn:cp-api/access-v2-dpop")`` callable given
+  to it (the HelseID stand-in's check; it raises ``HTTPException`` 401/403), then is validated against
+  ``schemas/nhn/adresseregister-spec.json`` (``OpenApiValidator``: an invalid request is answered 400
+  and recorded in ``validator.violations``); every answer is checked against the same document and a
+  mismatch is recorded in ``validator.response_violations``;
+* answers are shaped as the spec's schemas: ``CommunicationParty`` for organisations (their units
+  too, as organisations of their own, since the REST model names no parent organisation), services
+  (``serviceType``: code list ``S62``, the kodeverk 8663 code) and persons (``hprNumber``,
+  ``parentOrganization``); ``Certificate`` for signing certificates, from the PEM certificates given
+  (the test PKI generates them); ``amqpAddress`` with NHN's ``<host>/<path>/<herId>_async`` shape;
+* implemented: ``GET /communicationparty/{herId}``, ``POST /communicationparty`` (by HER-ids),
+  ``POST /communicationparty/search``, ``GET /organization/{organizationNumber}``,
+  ``GET /certificate/{herId}``, ``/certificate/{herId}/signing`` and ``/encryption`` (never found: the
+  test PKI makes signing certificates only). Not implemented: ``/legacy``, ``/export`` and ``/event``.
+
+``FastlegeRegisterStandIn`` (``.router``) serves ``POST /v2/flr/Basic`` (SOAP 1.1, the BasicHttp
+binding): HTTP Basic against the configured user and password (401 otherwise), ``SOAPAction`` of
+``GetPatientGPDetails`` (an ``ActionNotSupported`` fault otherwise), the body read by the hardened
+parser. The answer has the shape of NHN's sample (``GPHerId``, ``PatientNIN``) plus the ``GPContract``
+with the office (``GPOffice``, ``GPOfficeOrganizationNumber``, ``Municipality``, ``Name``) in WSDL
+order; a person without a fastlege gets NHN's not-found fault ("Personen er ikke tilknyttet
+fastlegekontrakt"), a person number of the wrong shape a ``Client`` fault. Faults are HTTP 500, as WCF
+answers them.
+
+Both have ``faults``: :meth:`Faults.inject` makes the next N requests time out (answer late; one
+whose client gave up meanwhile is dropped with 499, and :meth:`Faults.wait_idle` waits for those),
+answer an HTTP status, answer garbage, or answer more bytes than a client accepts. And ``calls``: every
+request seen, as ``"METHOD /path"``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import secrets
+import threading
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Final, Literal
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from fastapi import APIRouter
+from lxml import etree
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import JSONResponse, Response
+
+from edi_gateway.dev.nhn_standin.openapi import OpenApiValidator, mark_unchecked, unmarshalled
+from edi_gateway.errors import XmlRejected
+from edi_gateway.registers.base import AddressRegister, FastlegeRegister, GpAssignment, Virksomhet
+from edi_gateway.registers.nhn_ar import AR_SCOPE, DEFAULT_BUSINESS_KINDS
+from edi_gateway.registers.nhn_flr import (
+    COMMON_NS,
+    FLR_NS,
+    SOAP11_NS,
+    SOAP_ACTION_GET_PATIENT_GP,
+    XSI_NS,
+)
+from edi_gateway.resources import resource_dir
+from edi_gateway.xml.safe import full_text, parse_xml
+
+__all__ = [
+    "AR_DOCUMENT",
+    "FLR_PATH",
+    "AddressRegisterStandIn",
+    "FastlegeRegisterStandIn",
+    "Fault",
+    "FaultKind",
+    "Faults",
+]
+
+AR_DOCUMENT: Final = ("nhn", "adresseregister-spec.json")
+"""The Adresseregister's REST description, below the shipped ``schemas`` folder."""
+
+FLR_PATH: Final = "/v2/flr/Basic"
+"""Where the Fastlegeregister stand-in listens (the BasicHttp binding's path)."""
+
+AMQP_PREFIX: Final = "sb.standin.nhn.invalid/DigitalDialog"
+"""The host and path the stand-in's ``amqpAddress`` queues are given (NHN: ``sb.test.nhn.no/DigitalDialog``)."""
+
+SERVICE_CODE_LIST: Final = "S62"
+BUSINESS_CODE_LIST: Final = "9040"
+_BUSINESS_CODES: Final = {kind: code for code, kind in DEFAULT_BUSINESS_KINDS.items()}
+_BUSINESS_NAMES: Final = {
+    "103": "Privatpraktiserende autorisert helsepersonell",
+    "101": "Helseforetak (stand-in)",
+    "102": "Kommune (stand-in)",
+}
+_VALID_FROM: Final = "2020-01-01T00:00:00Z"
+_NOT_FOUND_TEXT: Final = "ArgumentException: Personen er ikke tilknyttet fastlegekontrakt"
+
+Authorize = Callable[[Request, str], str]
+"""``(request, scope) -> client_id``; raises ``HTTPException`` (401, 403) to refuse the request."""
+
+FaultKind = Literal["timeout", "status", "garbage", "oversized"]
+
+
+@dataclass(frozen=True, slots=True)
+class Fault:
+    """One injected fault.
+
+    Attributes:
+        kind: ``timeout`` (wait ``delay_s``, then answer normally: a client with a shorter timeout
+            gives up), ``status`` (answer ``status`` with an empty body; 429 and 503 carry
+            ``Retry-After: 1``), ``garbage`` (200 with bytes that are neither JSON nor XML), ``oversized``
+            (200 with ``size_bytes`` of padding).
+        status: the status of a ``status`` fault.
+        delay_s: the wait of a ``timeout`` fault.
+        size_bytes: the body size of an ``oversized`` fault.
+    """
+
+    kind: FaultKind
+    status: int = 500
+    delay_s: float = 2.0
+    size_bytes: int = 8 * 1024 * 1024
+
+
+class Faults:
+    """Faults to play on the next requests, in order (thread-safe)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._queue: deque[Fault] = deque()
+        self._delayed = 0
+
+    def inject(
+        self,
+        kind: FaultKind,
+        count: int = 1,
+        *,
+        status: int = 500,
+        delay_s: float = 2.0,
+        size_bytes: int = 8 * 1024 * 1024,
+    ) -> None:
+        """Play ``kind`` on the next ``count`` requests (after those already queued)."""
+        if count < 1:
+            raise ValueError("count must be at least 1")
+        fault = Fault(kind, status=status, delay_s=delay_s, size_bytes=size_bytes)
+        with self._lock:
+            self._queue.extend([fault] * count)
+
+    def clear(self) -> None:
+        """Drop every queued fault."""
+        with self._lock:
+            self._queue.clear()
+
+    @property
+    def pending(self) -> int:
+        """How many queued faults are still to be played."""
+        with self._lock:
+            return len(self._queue)
+
+    def take(self) -> Fault | None:
+        """The fault for this request, or None to answer normally."""
+        with self._lock:
+            return self._queue.popleft() if self._queue else None
+
+    async def play(self, fault: Fault, request: Request, *, media_type: str) -> Response | None:
+        """Play one fault: the answer to send, or None to go on and answer normally (after a delay).
+
+        A delayed request whose client has gone meanwhile is answered 499 at once.
+        """
+        if fault.kind == "timeout":
+            with self._lock:
+                self._delayed += 1
+            try:
+                await asyncio.sleep(fault.delay_s)
+            finally:
+                with self._lock:
+                    self._delayed -= 1
+            try:
+                await request.body()  # read (and keep) it first: is_disconnected() would swallow it
+            except ClientDisconnect:
+                return Response(status_code=499)
+            return Response(status_code=499) if await request.is_disconnected() else None
+        if fault.kind == "status":
+            headers = {"Retry-After": "1"} if fault.status in (429, 503) else {}
+            return Response(status_code=fault.status, headers=headers)
+        if fault.kind == "garbage":
+            return Response(b"\x00\xffnot {json} nor <xml", media_type=media_type)
+        return Response(b" " * fault.size_bytes, media_type=media_type)
+
+    def wait_idle(self, timeout_s: float = 10.0) -> bool:
+        """Wait until no request is held back by a ``timeout`` fault; return whether that happened in time."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            with self._lock:
+                if self._delayed == 0:
+                    return True
+            time.sleep(0.01)
+        return False
+
+
+class _Recorder:
+    """The requests a stand-in saw, as ``"METHOD /path"``."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._calls: list[str] = []
+
+    def add(self, request: Request) -> None:
+        with self._lock:
+            self._calls.append(f"{request.method} {request.url.path}")
+
+    def snapshot(self) -> list[str]:
+        with self._lock:
+            return list(self._calls)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._calls.clear()
+
+
+# --- Adresseregisteret ----------------------------------------------------------------------------
+
+
+class AddressRegisterStandIn:
+    """The CommunicationParty REST API over an ``AddressRegister`` (its ``all_virksomheter``).
+
+    Args:
+        address: the register whose virksomheter (with their units, services and persons) are served.
+        authorize: the access-token check, called with the scope ``nhn:cp-api/access-v2-dpop``.
+        certificates: HER-id of a virksomhet → its PEM signing certificate.
+        validator: the OpenAPI validator to use (default: one for the vendored AR description).
+
+    Attributes:
+        router: the FastAPI router to include in an app.
+        faults: faults to play on the next requests.
+        validator: the request/answer validator, with the violations it recorded.
+    """
+
+    def __init__(
+        self,
+        address: AddressRegister,
+        *,
+        authorize: Authorize,
+        certificates: Mapping[int, bytes] | None = None,
+        validator: OpenApiValidator | None = None,
+    ) -> None:
+        self._authorize = authorize
+        self.faults = Faults()
+        self.validator = validator or OpenApiValidator.from_path(
+            resource_dir("schemas").joinpath(*AR_DOCUMENT)
+        )
+        self._recorder = _Recorder()
+        self._parties: dict[int, dict[str, Any]] = {}
+        self._owner: dict[int, int] = {}
+        self._by_orgnr: dict[str, int] = {}
+        self._certificates = {her_id: _certificate(pem) for her_id, pem in (certificates or {}).items()}
+        for virksomhet in address.all_virksomheter():
+            self._add(virksomhet)
+        self.router = self._routes()
+
+    @property
+    def calls(self) -> list[str]:
+        """Every request seen so far, as ``"METHOD /path"``."""
+        return self._recorder.snapshot()
+
+    def reset_calls(self) -> None:
+        """Forget the requests seen."""
+        self._recorder.clear()
+
+    # -- data --
+
+    def _add(self, v: Virksomhet) -> None:
+        name = v.organisation.name
+        code = _BUSINESS_CODES.get(v.kind)
+        business = {
+            "codeListId": BUSINESS_CODE_LIST,
+            "value": code or "0",
+            "name": _BUSINESS_NAMES.get(code or ""),
+        }
+        amqp = _amqp(v.queue)
+        parent = {"herId": v.her_id, "name": name, "organizationNumber": v.organisation.org_number}
+        organisation = _party(v.her_id, name, "Organization", amqp, "Enabled")
+        organisation["organizationDetails"] = {
+            "organizationNumber": v.organisation.org_number,
+            "businessType": business,
+            "persons": [p.her_id for p in v.persons],
+            "services": [s.her_id for s in v.services],
+        }
+        if v.her_id in self._certificates:
+            organisation["currentSigningCertificate"] = self._certificates[v.her_id].metadata
+        self._parties[v.her_id] = organisation
+        self._owner[v.her_id] = v.her_id
+        if v.organisation.org_number:
+            self._by_orgnr[v.organisation.org_number] = v.her_id
+        for unit in v.units:
+            party = _party(unit.her_id, unit.name, "Organization", amqp, "Inherited")
+            party["organizationDetails"] = {
+                "organizationNumber": unit.org_number,
+                "businessType": business,
+                "persons": [],
+                "services": [],
+            }
+            self._parties[unit.her_id] = party
+            self._owner[unit.her_id] = v.her_id
+        for service in v.services:
+            party = _party(service.her_id, service.name, "Service", amqp, "Inherited")
+            party["serviceDetails"] = {
+                "serviceType": {"codeListId": SERVICE_CODE_LIST, "value": service.code, "name": service.name},
+                "parentOrganization": parent,
+            }
+            self._parties[service.her_id] = party
+            self._owner[service.her_id] = v.her_id
+        for person in v.persons:
+            party = _party(
+                person.her_id, f"{person.given_name} {person.family_name}", "Person", amqp, "Inherited"
+            )
+            hpr = int(person.hpr) if person.hpr and person.hpr.isdigit() else 0
+            party["personDetails"] = {"hprNumber": hpr, "parentOrganization": parent}
+            self._parties[person.her_id] = party
+            self._owner[person.her_id] = v.her_id
+
+    # -- routes --
+
+    def _routes(self) -> APIRouter:
+        router = APIRouter()
+        routes: list[tuple[str, str, Callable[[Request], Awaitable[Response]]]] = [
+            ("POST", "/api/v1/communicationparty/search", self._search),
+            ("GET", "/api/v1/communicationparty/{herId}", self._party_by_her_id),
+            ("POST", "/api/v1/communicationparty", self._parties_by_her_ids),
+            ("GET", "/api/v1/organization/{organizationNumber}", self._organisation),
+            ("GET", "/api/v1/certificate/{herId}/signing", self._signing),
+            ("GET", "/api/v1/certificate/{herId}/encryption", self._encryption),
+            ("GET", "/api/v1/certificate/{herId}", self._certificate_pairs),
+        ]
+        for method, path, endpoint in routes:
+            router.add_api_route(path, endpoint, methods=[method], include_in_schema=False)
+        return router
+
+    async def _guard(self, request: Request) -> Response | None:
+        """Faults, then the token, then the document: the answer to send instead, or None to go on."""
+        self._recorder.add(request)
+        fault = self.faults.take()
+        if fault is not None:
+            mark_unchecked(request)
+            played = await self.faults.play(fault, request, media_type="application/json")
+            if played is not None:
+                return played
+        self._authorize(request, AR_SCOPE)
+        return await self.validator.check(request)
+
+    def _answer(self, request: Request, content: Any) -> Response:
+        response: Response = Response(status_code=404) if content is None else JSONResponse(content)
+        self.validator.record_response(request, response)
+        return response
+
+    async def _party_by_her_id(self, request: Request) -> Response:
+        if (refusal := await self._guard(request)) is not None:
+            return refusal
+        her_id = unmarshalled(request).parameters.path["herId"]
+        return self._answer(request, self._parties.get(her_id))
+
+    async def _parties_by_her_ids(self, request: Request) -> Response:
+        if (refusal := await self._guard(request)) is not None:
+            return refusal
+        her_ids = list(_as_dict(unmarshalled(request).body).get("herIds") or ())
+        return self._answer(request, [self._parties[h] for h in dict.fromkeys(her_ids) if h in self._parties])
+
+    async def _search(self, request: Request) -> Response:
+        if (refusal := await self._guard(request)) is not None:
+            return refusal
+        result = unmarshalled(request)
+        query = result.parameters.query
+        page, size = int(query.get("Page", 1)), int(query.get("Size", 10))
+        found = [p for p in self._parties.values() if _matches(p, _as_dict(result.body))]
+        return self._answer(request, {"communicationParties": found[(page - 1) * size : page * size]})
+
+    async def _organisation(self, request: Request) -> Response:
+        if (refusal := await self._guard(request)) is not None:
+            return refusal
+        orgnr = unmarshalled(request).parameters.path["organizationNumber"]
+        her_id = self._by_orgnr.get(orgnr)
+        return self._answer(request, None if her_id is None else self._parties[her_id])
+
+    async def _signing(self, request: Request) -> Response:
+        if (refusal := await self._guard(request)) is not None:
+            return refusal
+        certificate = self._certificate_of(unmarshalled(request).parameters.path["herId"])
+        return self._answer(request, None if certificate is None else certificate.full)
+
+    async def _encryption(self, request: Request) -> Response:
+        if (refusal := await self._guard(request)) is not None:
+            return refusal
+        return self._answer(request, None)
+
+    async def _certificate_pairs(self, request: Request) -> Response:
+        if (refusal := await self._guard(request)) is not None:
+            return refusal
+        certificate = self._certificate_of(unmarshalled(request).parameters.path["herId"])
+        pairs = (
+            [] if certificate is None else [{"isCurrent": True, "signingCertificate": certificate.metadata}]
+        )
+        return self._answer(request, pairs)
+
+    def _certificate_of(self, her_id: int) -> _StandInCertificate | None:
+        """A party's signing certificate: its own, or (a service, person or unit) its virksomhet's."""
+        owner = self._owner.get(her_id)
+        return None if owner is None else self._certificates.get(owner)
+
+
+@dataclass(frozen=True, slots=True)
+class _StandInCertificate:
+    metadata: dict[str, Any]
+    full: dict[str, Any]
+
+
+def _certificate(pem: bytes) -> _StandInCertificate:
+    certificate = x509.load_pem_x509_certificate(pem)
+    der = certificate.public_bytes(serialization.Encoding.DER)
+    metadata = {
+        "thumbprint": hashlib.sha1(der, usedforsecurity=False).hexdigest().upper(),
+        "validFrom": _iso(certificate.not_valid_before_utc),
+        "validTo": _iso(certificate.not_valid_after_utc),
+    }
+    return _StandInCertificate(metadata, {**metadata, "certificateValue": base64.b64encode(der).decode()})
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _amqp(queue: str) -> dict[str, str]:
+    base = queue.removesuffix("_async")
+    return {
+        "amqpAsyncQueue": f"{AMQP_PREFIX}/{base}_async",
+        "amqpSyncQueue": f"{AMQP_PREFIX}/{base}_sync",
+        "amqpSyncReplyQueue": f"{AMQP_PREFIX}/{base}_syncreply",
+        "amqpErrorQueue": f"{AMQP_PREFIX}/{base}_error",
+    }
+
+
+def _party(her_id: int, name: str, kind: str, amqp: dict[str, str], status: str) -> dict[str, Any]:
+    return {
+        "herId": her_id,
+        "name": name,
+        "displayName": name,
+        "type": kind,
+        "amqpTransportStatus": status,
+        "amqpAddress": amqp,
+        "validFrom": _VALID_FROM,
+    }
+
+
+def _as_dict(value: Any) -> dict[str, Any]:
+    """An unmarshalled JSON body (openapi-core gives objects as dicts), or {} when there is none."""
+    return value if isinstance(value, dict) else {}
+
+
+def _matches(party: Mapping[str, Any], search: Mapping[str, Any]) -> bool:
+    """Whether a party fits every part of a ``SearchParameters`` body that is set."""
+    name = search.get("name")
+    if name and str(name).lower() not in str(party.get("name") or "").lower():
+        return False
+    service = search.get("serviceSearchParameters") or {}
+    if service.get("serviceTypeCodeValue") or service.get("serviceTypeCodeListId"):
+        kind = (party.get("serviceDetails") or {}).get("serviceType") or {}
+        if party["type"] != "Service":
+            return False
+        for key, field in (("serviceTypeCodeValue", "value"), ("serviceTypeCodeListId", "codeListId")):
+            if service.get(key) and service[key] != kind.get(field):
+                return False
+    organisation = search.get("organizationSearchParameters") or {}
+    if organisation.get("businessTypeCodeValue") or organisation.get("businessTypeCodeListId"):
+        business = (party.get("organizationDetails") or {}).get("businessType") or {}
+        if party["type"] != "Organization":
+            return False
+        for key, field in (("businessTypeCodeValue", "value"), ("businessTypeCodeListId", "codeListId")):
+            if organisation.get(key) and organisation[key] != business.get(field):
+                return False
+    person = search.get("personSearchParameters") or {}
+    if person.get("hprNumber") is not None:
+        details = party.get("personDetails") or {}
+        if party["type"] != "Person" or details.get("hprNumber") != person["hprNumber"]:
+            return False
+    return True
+
+
+# --- Fastlegeregisteret ---------------------------------------------------------------------------
+
+
+class FastlegeRegisterStandIn:
+    """``GetPatientGPDetails`` over SOAP 1.1 with HTTP Basic, answering from a ``FastlegeRegister``.
+
+    Args:
+        fastlege: the register that knows each person's fastlege (and legekontor).
+        username: the HTTP Basic user accepted.
+        password: its password.
+        path: where to listen (default ``/v2/flr/Basic``).
+
+    Attributes:
+        router: the FastAPI router to include in an app.
+        faults: faults to play on the next requests.
+    """
+
+    def __init__(
+        self, fastlege: FastlegeRegister, *, username: str, password: str, path: str = FLR_PATH
+    ) -> None:
+        self._fastlege = fastlege
+        self._expected = "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode("ascii")
+        self.faults = Faults()
+        self._recorder = _Recorder()
+        self.router = APIRouter()
+        self.router.add_api_route(path, self._endpoint, methods=["POST"], include_in_schema=False)
+
+    @property
+    def calls(self) -> list[str]:
+        """Every request seen so far, as ``"METHOD /path"``."""
+        return self._recorder.snapshot()
+
+    async def _endpoint(self, request: Request) -> Response:
+        self._recorder.add(request)
+        fault = self.faults.take()
+        if fault is not None:
+            played = await self.faults.play(fault, request, media_type="text/xml; charset=utf-8")
+            if played is not None:
+                return played
+        if not secrets.compare_digest(
+            request.headers.get("authorization", "").encode(), self._expected.encode()
+        ):
+            return Response(status_code=401, headers={"WWW-Authenticate": 'Basic realm="FLR"'})
+        if not request.headers.get("content-type", "").lower().startswith("text/xml"):
+            return Response(status_code=415)
+        if request.headers.get("soapaction", "").strip().strip('"') != SOAP_ACTION_GET_PATIENT_GP:
+            return _soap_fault("a:ActionNotSupported", "The message's action is not supported here.", None)
+        try:
+            root = parse_xml(await request.body(), max_bytes=1024 * 1024)
+        except XmlRejected:
+            return Response(status_code=400)
+        nin_element = root.find(f"{{{SOAP11_NS}}}Body/{{{FLR_NS}}}GetPatientGPDetails/{{{FLR_NS}}}patientNin")
+        if etree.QName(root).namespace != SOAP11_NS or nin_element is None:
+            return Response(status_code=400)
+        nin = full_text(nin_element)
+        if len(nin) != 11 or not nin.isdigit():
+            return _soap_fault("s:Client", "ArgumentException: Ugyldig fødselsnummer", "Feil")
+        assignment = self._fastlege.fastlege_for(nin)
+        if assignment is None:
+            return _soap_fault("s:Client", _NOT_FOUND_TEXT, "Feil")
+        return Response(_gp_details(nin, assignment), media_type="text/xml; charset=utf-8")
+
+
+def _default_ns(uri: str) -> dict[Any, str]:
+    """An nsmap making ``uri`` the default namespace (lxml-stubs type the prefix as str only)."""
+    return {None: uri}
+
+
+def _soap_fault(code: str, text: str, error_code: str | None) -> Response:
+    """A SOAP 1.1 fault (HTTP 500), with NHN's ``GenericFault`` detail when ``error_code`` is given."""
+    soap = f"{{{SOAP11_NS}}}"
+    envelope = etree.Element(f"{soap}Envelope", nsmap={"s": SOAP11_NS})
+    fault = etree.SubElement(etree.SubElement(envelope, f"{soap}Body"), f"{soap}Fault")
+    etree.SubElement(fault, "faultcode").text = code
+    reason = etree.SubElement(fault, "faultstring")
+    reason.text = text
+    reason.set("{http://www.w3.org/XML/1998/namespace}lang", "nb-NO")
+    if error_code is not None:
+        generic = etree.SubElement(
+            etree.SubElement(fault, "detail"), f"{{{COMMON_NS}}}GenericFault", nsmap=_default_ns(COMMON_NS)
+        )
+        etree.SubElement(generic, f"{{{COMMON_NS}}}ErrorCode").text = error_code
+        etree.SubElement(generic, f"{{{COMMON_NS}}}Message").text = text
+    return Response(
+        etree.tostring(envelope, xml_declaration=True, encoding="utf-8"),
+        status_code=500,
+        media_type="text/xml; charset=utf-8",
+    )
+
+
+def _gp_details(nin: str, assignment: GpAssignment) -> bytes:
+    """The ``GetPatientGPDetailsResponse`` envelope, elements in the WSDL's sequence order."""
+    soap, flr, common = f"{{{SOAP11_NS}}}", f"{{{FLR_NS}}}", f"{{{COMMON_NS}}}"
+    corporate = "{http://register.nhn.no/Corporate}"
+    office = assignment.legekontor
+    envelope = etree.Element(f"{soap}Envelope", nsmap={"s": SOAP11_NS})
+    response = etree.SubElement(
+        etree.SubElement(envelope, f"{soap}Body"), f"{flr}GetPatientGPDetailsResponse"
+    )
+    result = etree.SubElement(
+        response,
+        f"{flr}GetPatientGPDetailsResult",
+        nsmap={**_default_ns(FLR_NS), "i": XSI_NS, "b": COMMON_NS},
+    )
+    contract = etree.SubElement(result, f"{flr}GPContract")
+    gp_office = etree.SubElement(contract, f"{flr}GPOffice", nsmap={"c": corporate[1:-1]})
+    etree.SubElement(gp_office, f"{corporate}DisplayName").text = office.organisation.name
+    etree.SubElement(gp_office, f"{corporate}Name").text = office.organisation.name
+    if office.organisation.org_number:
+        etree.SubElement(gp_office, f"{corporate}OrganizationNumber").text = office.organisation.org_number
+        etree.SubElement(contract, f"{flr}GPOfficeOrganizationNumber").text = office.organisation.org_number
+    etree.SubElement(contract, f"{flr}Id").text = str(office.her_id)
+    if office.kommunenummer:
+        municipality = etree.SubElement(contract, f"{flr}Municipality")
+        etree.SubElement(municipality, f"{common}Active").text = "true"
+        etree.SubElement(municipality, f"{common}CodeValue").text = office.kommunenummer
+        etree.SubElement(municipality, f"{common}OID").text = "3402"
+        etree.SubElement(municipality, f"{common}SimpleType").text = "kommunenummer"
+    etree.SubElement(contract, f"{flr}Name").text = office.organisation.name
+    etree.SubElement(result, f"{flr}GPHerId").text = str(assignment.practitioner.her_id)
+    etree.SubElement(result, f"{flr}PatientNIN").text = nin
+    return etree.tostring(envelope, xml_declaration=True, encoding="utf-8")

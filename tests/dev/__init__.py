@@ -1,0 +1,1 @@
+"""Tests of the development aids in ``edi_gateway.dev`` (the NHN stand-in)."""
