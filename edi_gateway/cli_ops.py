@@ -212,6 +212,11 @@ def format_detail(d: queries.MessageDetail) -> str:
     ]
     if d.routing is not None:
         fields.append(("routing", f"{d.routing.service_code} ({d.routing.rule}): {d.routing.reason}"))
+    if d.transport is not None:
+        via = d.transport + (f", NHN id {d.transport_id}" if d.transport_id else "")
+        fields.append(("transport", via + (f", delivery {d.transport_state}" if d.transport_state else "")))
+    if d.refusal:
+        fields.append(("refused", "; ".join(f"{k}: {v}" for k, v in d.refusal.items() if v)))
     width = max(len(k) for k, _ in fields)
     out = [f"{k.ljust(width)}  {v}" for k, v in fields]
     out += ["", "AppRecs:"] + (_apprec_lines(d.apprecs) or ["  none"])

@@ -20,10 +20,17 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
+from cryptography import x509
 from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse
 
-from edi_gateway.errors import EdiGatewayError, TokenUnavailable, TransportRefused, TransportUnavailable
+from edi_gateway.errors import (
+    EdiGatewayError,
+    RegisterUnavailable,
+    TokenUnavailable,
+    TransportRefused,
+    TransportUnavailable,
+)
 from edi_gateway.messaging.factory import open_helseid, open_msh, served_her_ids
 from edi_gateway.nhn.helseid import HelseIdClient
 from edi_gateway.nhn.metrics import observe_api_call
@@ -96,7 +103,46 @@ def check_signing(gateway: Gateway, now: datetime | None = None) -> Check:
     return Check("signing", True, f"certificate expires in {days} days{warning}")
 
 
-CHECKS: tuple[Callable[[Gateway], Check], ...] = (check_database, check_broker, check_schemas, check_signing)
+def check_party_certificates(gateway: Gateway, now: datetime | None = None) -> Check:
+    """The parties' signing certificates the registers hold (AR's on ``REGISTERS=nhn``): expiring ones named.
+
+    Expired or soon-expiring certificates keep the gateway ready (its own work goes on) but are named
+    in the detail, like our own certificate's "renew soon"; a register that cannot answer is not ready.
+    """
+    now = now or datetime.now(UTC)
+    address, ours = gateway.registers.address, gateway.settings.our_her_id
+    soon: list[int] = []
+    expired: list[int] = []
+    try:
+        parties = [v.her_id for v in address.all_virksomheter() if v.her_id != ours]
+        for her_id in parties:
+            pem = address.certificate_pem(her_id)
+            if pem is None:
+                continue
+            not_after = x509.load_pem_x509_certificate(pem).not_valid_after_utc
+            if not_after < now:
+                expired.append(her_id)
+            elif (not_after - now).days < CERT_WARN_DAYS:
+                soon.append(her_id)
+    except RegisterUnavailable as exc:
+        return Check("party_certificates", False, f"the register cannot answer: {exc}")
+    except ValueError:
+        return Check("party_certificates", False, "a party's certificate in the register cannot be read")
+    detail = f"{len(parties)} parties"
+    if soon:
+        detail += f"; renew soon: HER-id {', '.join(map(str, soon))}"
+    if expired:
+        detail += f"; expired: HER-id {', '.join(map(str, expired))} (their signed AppRecs are parked)"
+    return Check("party_certificates", True, detail)
+
+
+CHECKS: tuple[Callable[[Gateway], Check], ...] = (
+    check_database,
+    check_broker,
+    check_schemas,
+    check_signing,
+    check_party_certificates,
+)
 
 
 class NhnClients:

@@ -18,20 +18,24 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fastapi.testclient import TestClient
 from lxml import etree
 from prometheus_client import REGISTRY
 
+from edi_gateway.cli_ops import format_detail
 from edi_gateway.dev.nhn_standin.msh import Fault
 from edi_gateway.dev.nhn_standin.world import Party, StandIn, party_of, run_standin
 from edi_gateway.domain.apprec import AppRecParty, AppRecStatus, PartyId
 from edi_gateway.domain.states import MessageState
 from edi_gateway.registers.base import Virksomhet
 from edi_gateway.registers.fixtures import load_fixture_registers
-from edi_gateway.services.access import Role, create_operator
+from edi_gateway.services import queries
+from edi_gateway.services.access import Role, create_operator, create_token
 from edi_gateway.services.receiver import ReceiverBehaviour, run_receiver
 from edi_gateway.services.replay import ReplayKind, replay_session
 from edi_gateway.settings import Settings
 from edi_gateway.store.records import MessageRecord
+from edi_gateway.web.app import create_app
 from edi_gateway.xml.apprec import AppRecSpec, build_apprec
 from tests.services.conftest import (
     RunningGateway,
@@ -166,6 +170,14 @@ def test_a_request_goes_out_over_nhn_and_its_apprec_comes_back(nhn: Callable[...
     world.running.wait_for(lambda: _state_of_transport(world, message.msg_id) == "Acknowledged", timeout=10)
     reasons = [e.reason for e in world.running.gateway.store.events_for_message(message.msg_id)]
     assert any("NHN delivered the message" in r for r in reasons)
+    detail = queries.message_detail(world.running.gateway.store, message.msg_id)
+    assert detail is not None
+    assert (detail.transport, detail.transport_id, detail.transport_state) == (
+        "nhn",
+        sent.message_id,
+        "Acknowledged",
+    )
+    assert f"nhn, NHN id {sent.message_id}, delivery Acknowledged" in format_detail(detail)
     assert world.violations() == []
 
 
@@ -217,6 +229,17 @@ def test_an_unknown_receiver_fails_the_message_with_nhns_words(nhn: Callable[...
     refusal = (failed.details or {})["refusal"]
     assert any("not found in Adresseregisteret" in v for v in refusal["validationErrors"])
     assert world.standin.msh.sent() == []
+    # What NHN said is what the operator sees, on the page's data and in `messages show`.
+    detail = queries.message_detail(world.running.gateway.store, message.msg_id)
+    assert detail is not None and detail.refusal == refusal and refusal["requestId"]
+    assert f"requestId: {refusal['requestId']}" in format_detail(detail)
+    create_operator(world.running.gateway.store, "vakt", "correct horse battery", Role.VIEWER)
+    token = create_token(world.running.gateway.store, "vakt", label="test")
+    app = create_app(world.running.settings, gateway=world.running.gateway)
+    with TestClient(app) as client:
+        page = client.get(f"/messages/{message.msg_id}", headers={"Authorization": f"Bearer {token}"})
+    assert page.status_code == 200
+    assert "Avvist av transporten" in page.text and str(refusal["requestId"]) in page.text
 
 
 def test_an_expired_token_is_refreshed_once_and_the_send_goes_through(nhn: Callable[..., NhnWorld]) -> None:

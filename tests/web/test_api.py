@@ -108,8 +108,10 @@ def test_health_and_metrics_need_no_login(client: TestClient, filled: Filled) ->
     detailed = client.get("/readyz", headers=filled.auth(Role.VIEWER))
     assert detailed.status_code == 200 and detailed.json()["failing"] == []
     checks = detailed.json()["checks"]
-    assert set(checks) == {"database", "broker", "schemas", "signing"}
+    assert set(checks) == {"database", "broker", "schemas", "signing", "party_certificates", "transport"}
     assert "expires in" in checks["signing"]["detail"]
+    assert checks["transport"]["detail"].startswith("amqp:")
+    assert checks["party_certificates"]["ok"] and "renew soon" not in checks["party_certificates"]["detail"]
     metrics = client.get("/metrics").text
     assert 'edi_gateway_messages{state="rejected_by_receiver"}' in metrics
     assert "edi_gateway_parked_unresolved" in metrics

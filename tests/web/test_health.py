@@ -11,11 +11,16 @@ from types import SimpleNamespace
 from typing import Any
 from unittest.mock import patch
 
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 from fastapi.testclient import TestClient
 
+from edi_gateway.errors import RegisterUnavailable
 from edi_gateway.services.access import Role, create_operator, create_token
 from edi_gateway.web import create_app, health
-from edi_gateway.web.health import Check, ReadinessProbe, check_signing
+from edi_gateway.web.health import Check, ReadinessProbe, check_party_certificates, check_signing
 from tests.services.conftest import make_settings
 
 NOBODY_LISTENS = "amqp://guest:guest@127.0.0.1:1/%2F"
@@ -74,11 +79,74 @@ def test_the_probe_answers_from_its_last_run_until_the_interval_is_over() -> Non
     now = [0.0]
     probe = ReadinessProbe(ttl_s=5.0, clock=lambda: now[0])
     gateway = _gateway_with_cert(datetime(2020, 1, 1, tzinfo=UTC), datetime(2100, 1, 1, tzinfo=UTC))
+    gateway.settings = SimpleNamespace(transport="amqp")
     checks = (lambda gw: runs.append(now[0]) or Check("counted", True, "ok"),)
     with patch.object(health, "CHECKS", checks):
         for at in (0.0, 1.0, 4.9):
             now[0] = at
-            assert [c.name for c in probe.checks(gateway)] == ["counted"]
+            assert [c.name for c in probe.checks(gateway)] == ["counted", "transport"]
         now[0] = 5.0
         probe.checks(gateway)
     assert runs == [0.0, 5.0]
+
+
+def _pem_valid_until(not_after: datetime) -> bytes:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "party")])
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(not_after - timedelta(days=700))
+        .not_valid_after(not_after)
+        .sign(key, hashes.SHA256())
+    )
+    return cert.public_bytes(serialization.Encoding.PEM)
+
+
+class _Address:
+    """An address register holding one certificate per party, or failing like a register that is down."""
+
+    def __init__(self, certificates: dict[int, bytes | None], *, down: bool = False) -> None:
+        self._certificates = certificates
+        self._down = down
+
+    def all_virksomheter(self) -> tuple[Any, ...]:
+        if self._down:
+            raise RegisterUnavailable("Adresseregisteret timed out")
+        return tuple(SimpleNamespace(her_id=h) for h in [8100001, *self._certificates])
+
+    def certificate_pem(self, her_id: int) -> bytes | None:
+        return self._certificates[her_id]
+
+
+def _gateway_with_parties(address: _Address) -> Any:
+    return SimpleNamespace(
+        registers=SimpleNamespace(address=address), settings=SimpleNamespace(our_her_id=8100001)
+    )
+
+
+def test_party_certificates_close_to_expiry_or_expired_are_named_without_failing_readiness() -> None:
+    """A party certificate expiring within 30 days, or already expired, is named by HER-id; the gateway stays ready."""
+    now = datetime(2026, 12, 7, tzinfo=UTC)
+    address = _Address(
+        {
+            8100005: _pem_valid_until(now + timedelta(days=300)),
+            8100010: _pem_valid_until(now + timedelta(days=10)),
+            8100015: _pem_valid_until(now - timedelta(days=1)),
+            8100020: None,
+        }
+    )
+    check = check_party_certificates(_gateway_with_parties(address), now)
+    assert check.ok
+    assert check.detail == (
+        "4 parties; renew soon: HER-id 8100010; expired: HER-id 8100015 (their signed AppRecs are parked)"
+    )
+
+
+def test_party_certificates_check_fails_when_the_register_cannot_answer() -> None:
+    """A register that is down makes the certificate check, and so readiness, fail with its words."""
+    check = check_party_certificates(_gateway_with_parties(_Address({}, down=True)))
+    assert not check.ok and "Adresseregisteret timed out" in check.detail

@@ -6,7 +6,7 @@ The full person number is only ever read by ``patient_id_of``, and its callers a
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from enum import Enum
 
 from edi_gateway.domain.apprec import AppRecStatus
@@ -80,7 +80,21 @@ def message_detail(store: Store, msg_id: str) -> MessageDetail | None:
         apprecs=tuple(_apprec_view(a) for a in apprecs),
         related=message_rows(store, store.message_listings(store.related_msg_ids(msg_id))),
         routing=_routing(events, msg_id),
+        transport=record.transport,
+        transport_id=record.transport_id,
+        transport_state=record.transport_state,
+        refusal=_refusal(events, msg_id),
     )
+
+
+def _refusal(events: Iterable[EventRecord], msg_id: str) -> Mapping[str, object] | None:
+    """What the transport said in its latest final refusal of the message, if it refused it."""
+    found: Mapping[str, object] | None = None
+    for e in events:
+        refusal = (e.details or {}).get("refusal") if e.msg_id == msg_id else None
+        if isinstance(refusal, dict):
+            found = refusal
+    return found
 
 
 def _routing(events: Iterable[EventRecord], msg_id: str) -> RoutingView | None:

@@ -5,6 +5,7 @@ A view never carries a full person number or a name: the patient shows masked (`
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -156,6 +157,11 @@ class MessageDetail:
         related: the request's other messages and the replays linked by ConversationRef.
         routing: the recorded service choice and its reason; None for a fastlege, an EPR-built
             MsgHead, or a message stored before choices were recorded.
+        transport: the transport that accepted it (``amqp``, ``nhn``), once one has.
+        transport_id: the transport's own id of it (NHN's message id), if it gave one.
+        transport_state: NHN's delivery state as last polled, if any.
+        refusal: what the transport said when it refused the message for good (NHN's ``error``,
+            ``errorCode``, ``validationErrors``, ``requestId``), if it did.
     """
 
     row: MessageRow
@@ -169,6 +175,10 @@ class MessageDetail:
     apprecs: tuple[AppRecView, ...]
     related: tuple[MessageRow, ...]
     routing: RoutingView | None = None
+    transport: str | None = None
+    transport_id: str | None = None
+    transport_state: str | None = None
+    refusal: Mapping[str, object] | None = None
 
 
 @dataclass(frozen=True)
