@@ -186,12 +186,10 @@ def demo(
     if transport not in ("amqp", "nhn"):
         raise typer.BadParameter("amqp or nhn", param_hint="--transport")
     configure_logging(level="WARNING")
-    overrides: dict[str, object] = {"transport": "amqp"}  # the demo starts the nhn stand-in itself
+    # On nhn the demo starts the stand-in itself and points the gateway and the receivers at it.
     settings = load_settings(
-        test_mode=True, apprec_deadline_s=deadline, overdue_sweep_interval_s=1.0, **overrides
+        test_mode=True, apprec_deadline_s=deadline, overdue_sweep_interval_s=1.0, transport=transport
     )
-    if transport == "nhn":
-        settings = settings.model_copy(update={"transport": "nhn"})
     try:
         ok = run_demo(settings, timeout=timeout, echo=typer.echo)
     except EdiGatewayError as exc:

@@ -125,6 +125,21 @@ def test_production_without_a_register_choice_refuses_to_start(cli_env: dict[str
     )
 
 
+def test_demo_over_the_nhn_stand_in_ends_the_same_way_and_breaks_no_published_interface(
+    cli_env: dict[str, str],
+) -> None:
+    """`demo --transport nhn` runs the same cases through the NHN stand-in, with no request refused as invalid."""
+    result = _run(["demo", "--deadline", "4", "--transport", "nhn"], _production(cli_env))
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = result.stdout
+    assert "NHN stand-in (message service, HelseID) at http://127.0.0.1:" in out
+    assert "on the nhn transport" in out
+    states = re.findall(r"-[0-9a-f]{12}\s+(\w+)", out)
+    assert sorted(states) == ["acked"] * 6 + ["overdue", "rejected_by_receiver"]
+    assert "Avvist (E35" in out
+    assert "broke the published OpenAPI description: 0" in out
+
+
 def test_demo_runs_the_whole_loop_and_prints_the_table(cli_env: dict[str, str]) -> None:
     """The demo closes the loop: AppRecs ack most messages, one receiver rejects, one goes overdue.
 

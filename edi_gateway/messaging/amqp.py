@@ -68,8 +68,8 @@ def _result(error: BaseException | None) -> SendResult:
     return Deferred(f"publish not confirmed ({type(error).__name__})")
 
 
-def amqp_inbox(url: str, queue: str, *, batch_size: int, batch_wait_ms: int, name: str) -> BatchConsumer:
-    """The batch consumer over one inbox queue (already prefixed), in the shape ``Inbox`` asks for."""
+def queue_consumer(url: str, queue: str, *, batch_size: int, batch_wait_ms: int, name: str) -> BatchConsumer:
+    """The batch consumer over one queue (already prefixed): ``edi.requests``, or an inbox (an ``Inbox``)."""
     return BatchConsumer(
         url, queue, prefetch=batch_size * 2, batch_size=batch_size, batch_wait_ms=batch_wait_ms, name=name
     )

@@ -13,7 +13,7 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from edi_gateway.messaging.amqp import AmqpTransport, amqp_inbox
+from edi_gateway.messaging.amqp import AmqpTransport, queue_consumer
 from edi_gateway.messaging.base import EdiTransport, Inbox
 from edi_gateway.settings import Settings
 from edi_gateway.settings_nhn import NhnSettings
@@ -60,7 +60,7 @@ def open_messaging(
         publisher = stack.enter_context(ConfirmingPublisher(settings.amqp_url, name=f"{name} publisher"))
         if settings.transport == "amqp":
             transport = AmqpTransport(publisher, confirm_timeout_s=settings.confirm_timeout_s)
-            queue_inbox = amqp_inbox(
+            queue_inbox = queue_consumer(
                 settings.amqp_url,
                 inbox_queue,
                 batch_size=settings.batch_size,

@@ -322,6 +322,9 @@ def run_demo(settings: Settings, *, timeout: float, echo: Echo) -> bool:
     from edi_gateway.dev.nhn_standin.world import party_of, run_standin
     from edi_gateway.registers.fixtures import load_fixture_registers
 
+    # Poll as often as the local stand-in allows: the demo's AppRec deadline is seconds, not 96 h.
+    fast = settings.nhn.model_copy(update={"nhn_poll_interval_s": 0.2, "nhn_status_poll_interval_s": 1.0})
+    settings = settings.model_copy(update={"nhn": fast})
     plain = load_fixture_registers(settings.effective_registers_dir)
     ensure_gateway_pki(settings, plain)
     virksomheter = {v.her_id: v for v in plain.address.all_virksomheter()}

@@ -20,6 +20,7 @@ from collections.abc import Callable
 
 from edi_gateway.domain.events import StatusEvent
 from edi_gateway.logging import get_logger
+from edi_gateway.messaging.amqp import queue_consumer
 from edi_gateway.messaging.factory import Messaging, open_messaging, served_her_ids
 from edi_gateway.nhn.msh import MshClient
 from edi_gateway.services.acknowledgements import AckDeps, AcknowledgementService
@@ -28,7 +29,6 @@ from edi_gateway.services.context import Gateway
 from edi_gateway.services.delivery_status import DeliveryStatusPoller
 from edi_gateway.services.outbound import OutboundDeps, OutboundService
 from edi_gateway.services.overdue import OverdueSweeper
-from edi_gateway.transport.consumer import BatchConsumer
 
 log = get_logger(__name__)
 
@@ -96,10 +96,9 @@ def run_worker(gateway: Gateway, stop: threading.Event, *, ready: threading.Even
         )
         acks = AcknowledgementService(ack_deps)
         sweeper = OverdueSweeper(ack_deps)
-        requests = BatchConsumer(
+        requests = queue_consumer(
             settings.amqp_url,
             names.requests,
-            prefetch=settings.batch_size * 2,
             batch_size=settings.batch_size,
             batch_wait_ms=settings.batch_wait_ms,
             name=f"edi-gateway requests {actor}",

@@ -8,10 +8,9 @@ description: each test ends by asserting that none was refused as invalid.
 
 from __future__ import annotations
 
-import threading
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -31,7 +30,7 @@ from edi_gateway.registers.base import Virksomhet
 from edi_gateway.registers.fixtures import load_fixture_registers
 from edi_gateway.services import queries
 from edi_gateway.services.access import Role, create_operator, create_token
-from edi_gateway.services.receiver import ReceiverBehaviour, run_receiver
+from edi_gateway.services.receiver import ReceiverBehaviour
 from edi_gateway.services.replay import ReplayKind, replay_session
 from edi_gateway.settings import Settings
 from edi_gateway.store.records import MessageRecord
@@ -45,6 +44,7 @@ from tests.services.conftest import (
     start_gateway,
     stop_gateway,
 )
+from tests.services.test_receiver import receiver
 
 pytestmark = pytest.mark.rabbitmq
 
@@ -70,23 +70,19 @@ class NhnWorld:
             return self.base
         return self.standin.settings_for(self.base, self.parties[her_id])
 
-    @contextmanager
-    def receiver(self, her_id: int, behaviour: ReceiverBehaviour | None = None) -> Iterator[None]:
-        """Run the receiving system of ``her_id`` over the stand-in for the duration of the block."""
-        stop, ready = threading.Event(), threading.Event()
-        thread = threading.Thread(
-            target=run_receiver,
-            args=(self.receiver_settings(her_id), her_id, behaviour or ReceiverBehaviour(), stop, ready),
-            daemon=True,
+    def receiver(
+        self, her_id: int, behaviour: ReceiverBehaviour | None = None
+    ) -> AbstractContextManager[None]:
+        """Run the receiving system of ``her_id`` (over the stand-in on nhn) for the duration of the block."""
+        return receiver(self.receiver_settings(her_id), her_id, behaviour)
+
+    def sent_message(self, timeout: float = 30) -> MessageRecord:
+        """Send the kommune-only example and wait until its one message is ``sent``."""
+        request = example("kommune-only")
+        self.running.send(request)
+        return self.wait_state(
+            self.message_for(request["request_id"], timeout).msg_id, MessageState.SENT, timeout
         )
-        thread.start()
-        try:
-            assert ready.wait(30), "receiver did not start"
-            yield
-        finally:
-            stop.set()
-            thread.join(30)
-            assert not thread.is_alive(), "receiver did not stop"
 
     def message_for(self, request_id: str, timeout: float = 30) -> MessageRecord:
         """The one message of a request, once it has left ``queued``."""
@@ -207,9 +203,7 @@ def test_rate_limits_and_server_errors_are_retried_and_nothing_is_lost(nhn: Call
     world.standin.msh.faults.queue(
         "PostMessage", Fault.rate_limited("1"), Fault.server_error(), Fault.server_error(503)
     )
-    request = example("kommune-only")
-    world.running.send(request)
-    message = world.wait_state(world.message_for(request["request_id"]).msg_id, MessageState.SENT)
+    message = world.sent_message()
     assert world.standin.msh.faults.pending("PostMessage") == 0
     assert [d.business_document_id for d in world.standin.msh.sent()] == [message.msg_id]
     assert world.violations() == []
@@ -300,9 +294,7 @@ def test_an_apprec_naming_another_sender_than_nhn_authenticated_is_parked(
 ) -> None:
     """An unsigned AppRec that claims to come from Skien while NHN says Kviteseid sent it changes nothing."""
     world = nhn()
-    request = example("kommune-only")
-    world.running.send(request)
-    message = world.wait_state(world.message_for(request["request_id"]).msg_id, MessageState.SENT)
+    message = world.sent_message()
     forged = _unsigned_apprec(message, claimed_sender=SKIEN)
     _deliver_raw(world, forged)
     world.running.wait_for(lambda: world.running.gateway.store.count_parked() == 1, timeout=15)
@@ -395,9 +387,7 @@ def test_an_operators_resend_goes_through_the_message_service_with_the_same_msg_
 ) -> None:
     """A resend replay on nhn posts the stored bytes again (same MsgId) and records a new attempt."""
     world = nhn()
-    request = example("kommune-only")
-    world.running.send(request)
-    message = world.wait_state(world.message_for(request["request_id"]).msg_id, MessageState.SENT)
+    message = world.sent_message()
     kari = create_operator(world.running.gateway.store, "kari", "correct horse battery", Role.OPERATOR)
     with replay_session(world.running.gateway, name="test replay") as service:
         result = service.replay(kari, message.msg_id, ReplayKind.RESEND, reason="kommune lost it")
@@ -436,9 +426,7 @@ def rate_limited_count() -> float:
 def test_a_malformed_or_oversized_inbox_answer_loses_nothing(nhn: Callable[..., NhnWorld]) -> None:
     """Garbage and an oversized answer to the inbox poll are counted and skipped; the AppRec still lands."""
     world = nhn()
-    request = example("kommune-only")
-    world.running.send(request)
-    message = world.wait_state(world.message_for(request["request_id"]).msg_id, MessageState.SENT)
+    message = world.sent_message()
     world.standin.msh.faults.queue(
         "GetBusinessDocument", Fault.malformed_json(), Fault.oversized(49 * 1024 * 1024, declare_length=True)
     )
