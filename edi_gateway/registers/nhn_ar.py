@@ -384,20 +384,34 @@ class NhnAddressRegister:
             RegisterRefused: ``her_id`` cannot be a HER-id, or AR refused the question.
             RegisterUnavailable: AR did not answer, or the certificate is unreadable.
         """
+        return self._certificate(her_id, "signing")
+
+    def encryption_certificate_pem(self, her_id: int) -> bytes | None:
+        """Return the current encryption certificate (PEM) of the virksomhet owning ``her_id``, or None.
+
+        The message service encrypts in transport itself; this is for a channel that must encrypt
+        to the receiver (an AMQP bridge to NHN's queues, say).
+
+        Raises:
+            RegisterRefused, RegisterUnavailable: as :meth:`certificate_pem`.
+        """
+        return self._certificate(her_id, "encryption")
+
+    def _certificate(self, her_id: int, usage: str) -> bytes | None:
         found = self._owner(her_id)
         if found is None:
             return None
         owner = found[0]
-        answer = self._get_model(f"/api/v1/certificate/{owner}/signing", _Certificate)
+        answer = self._get_model(f"/api/v1/certificate/{owner}/{usage}", _Certificate)
         if answer is None:
             return None
         if not answer.certificateValue:
-            raise _malformed(f"the signing certificate of {owner} has no certificateValue")
+            raise _malformed(f"the {usage} certificate of {owner} has no certificateValue")
         try:
             der = base64.b64decode(answer.certificateValue, validate=True)
             certificate = x509.load_der_x509_certificate(der)
         except (binascii.Error, ValueError) as exc:
-            raise _malformed(f"the signing certificate of {owner} is not a DER certificate") from exc
+            raise _malformed(f"the {usage} certificate of {owner} is not a DER certificate") from exc
         return certificate.public_bytes(serialization.Encoding.PEM)
 
     def certificate_not_after(self, her_id: int) -> datetime | None:

@@ -236,6 +236,17 @@ def test_certificate_not_after_is_the_certificates_expiry(env: Env, nhn: NhnAddr
     assert nhn.certificate_not_after(8100010) is None
 
 
+def test_the_encryption_certificate_of_the_owner_is_read_from_its_own_endpoint(
+    env: Env, nhn: NhnAddressRegister
+) -> None:
+    """encryption_certificate_pem asks AR's encryption endpoint for the owner; none for an unknown party."""
+    pem = nhn.encryption_certificate_pem(8100006)  # Porsgrunn's Tjenestekontoret: Porsgrunn kommune's
+    assert pem is not None
+    assert x509.load_pem_x509_certificate(pem) == x509.load_pem_x509_certificate(env.certificates[8100005])
+    assert "GET /api/v1/certificate/8100005/encryption" in env.standin.calls
+    assert nhn.encryption_certificate_pem(8199999) is None
+
+
 def test_a_party_without_a_certificate_or_unknown_gets_none(nhn: NhnAddressRegister) -> None:
     """certificate_pem is None for a virksomhet AR has no signing certificate for, and for an unknown HER-id."""
     assert nhn.certificate_pem(8100010) is None

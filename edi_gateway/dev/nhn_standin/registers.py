@@ -18,8 +18,8 @@ against them over real HTTP and must reach the same routing answers as the fixtu
   (the test PKI generates them); ``amqpAddress`` with NHN's ``<host>/<path>/<herId>_async`` shape;
 * implemented: ``GET /communicationparty/{herId}``, ``POST /communicationparty`` (by HER-ids),
   ``POST /communicationparty/search``, ``GET /organization/{organizationNumber}``,
-  ``GET /certificate/{herId}``, ``/certificate/{herId}/signing`` and ``/encryption`` (never found: the
-  test PKI makes signing certificates only). Not implemented: ``/legacy``, ``/export`` and ``/event``.
+  ``GET /certificate/{herId}``, ``/certificate/{herId}/signing`` and ``/encryption`` (the test PKI gives
+  each party one certificate, served for both uses). Not implemented: ``/legacy``, ``/export`` and ``/event``.
 
 ``FastlegeRegisterStandIn`` (``.router``) serves ``POST /v2/flr/Basic`` (SOAP 1.1, the BasicHttp
 binding): HTTP Basic against the configured user and password (401 otherwise), ``SOAPAction`` of
@@ -393,9 +393,8 @@ class AddressRegisterStandIn:
         return self._answer(request, None if certificate is None else certificate.full)
 
     async def _encryption(self, request: Request) -> Response:
-        if (refusal := await self._guard(request)) is not None:
-            return refusal
-        return self._answer(request, None)
+        # The test PKI gives each party one key pair: its certificate stands for both uses here.
+        return await self._signing(request)
 
     async def _certificate_pairs(self, request: Request) -> Response:
         if (refusal := await self._guard(request)) is not None:

@@ -2,7 +2,9 @@
 
 It consumes the virksomhet's queue (``<herId>_async``, the name the Adresseregister gives, behind the
 configured prefix) and answers every MsgHead with an AppRec v1.1, signed with the virksomhet's own
-test-PKI key, on the original sender's inbox. The checks, in order, each with its kodeverk 8221 code:
+test-PKI key, on the original sender's inbox. On the ``nhn`` transport it polls the message service's
+inbox of every HER-id of the virksomhet instead, and answers with the service's AppRec operation
+(NHN builds and delivers the AppRec document). The checks, in order, each with its kodeverk 8221 code:
 
 1. the hardened parser reads the bytes (``T01``);
 2. the signature verifies against the certificate the Adresseregister holds for the *claimed* sender

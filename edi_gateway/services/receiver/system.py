@@ -1,9 +1,11 @@
-"""The receiving system itself: consumes the virksomhet's queue, answers each MsgHead, sends the AppRecs.
+"""The receiving system itself: reads the virksomhet's inbox, answers each MsgHead, sends the AppRecs.
 
 :class:`ReceivingSystem` reads and assesses every delivery of a batch (:mod:`.reading`,
-:mod:`.assessment`), signs the AppRec with the virksomhet's own key and publishes it on the original
-sender's inbox, or journals it to be sent late; :func:`run_receiver` wires it to the broker and runs
-the dispatcher thread for late answers. Acknowledgement and late answers follow the rules in the
+:mod:`.assessment`), signs the AppRec with the virksomhet's own key and sends it through the transport
+(on ``amqp`` to the original sender's inbox queue; on ``nhn`` with the message service's AppRec
+operation for the delivered message), or journals it to be sent late (``amqp`` only);
+:func:`run_receiver` wires it to the transport the settings choose and runs the dispatcher thread for
+late answers. Acknowledgement and late answers follow the rules in the
 package docstring.
 """
 
