@@ -195,8 +195,23 @@ class NhnInbox:
             most = max(most, len(entries))
             deliveries = [d for d in (self._fetch(e, her_id) for e in entries) if d is not None]
             if deliveries:
-                self._settle(deliveries, handler(deliveries), her_id)
+                self._settle(deliveries, self._handled(deliveries, handler, her_id), her_id)
         return most
+
+    def _handled(self, deliveries: list[Delivery], handler: Handler, her_id: int) -> Sequence[Disposition]:
+        """The handler's dispositions; if it fails, every document stays unread (it comes again)."""
+        try:
+            dispositions = list(handler(deliveries))
+            if len(dispositions) != len(deliveries):
+                raise ValueError(f"handler returned {len(dispositions)} dispositions for {len(deliveries)}")
+        except Exception as exc:
+            # Only the type: an exception's text may quote the payload.
+            self._on_error("handler")
+            log.error(
+                "nhn.handler_failed", her_id=her_id, batch_size=len(deliveries), error=type(exc).__name__
+            )
+            return [Disposition.REQUEUE] * len(deliveries)
+        return dispositions
 
     def _fetch(self, entry: InboxMessage, her_id: int) -> Delivery | None:
         try:
