@@ -19,11 +19,14 @@ from edi_gateway.domain.states import MessageState
 from edi_gateway.errors import Problem, TransientError, TransportRefused
 from edi_gateway.logging import get_logger
 from edi_gateway.nhn.msh import DeliveryStatus, MshClient
+from edi_gateway.services.leasing import run_with_lease
 from edi_gateway.store import Store
 from edi_gateway.store.delivery import TransportStateChange
 from edi_gateway.store.records import MessageRecord
 
 log = get_logger(__name__)
+
+LEASE = "nhn_delivery_status"
 
 _WORDS = {
     "Unconfirmed": "NHN has the message; the receiver's system has not confirmed it yet",
@@ -89,13 +92,18 @@ class DeliveryStatusPoller:
         return TransportStateChange(message.msg_id, message.transport_state, state, reason)
 
     def run(self, stop: threading.Event) -> None:
-        """Poll every ``interval_s`` until ``stop`` is set; a transient fault waits one round."""
-        while not stop.wait(self.interval_s):
-            try:
-                self.poll()
-            except TransientError as exc:
-                self.on_error(getattr(exc, "kind", type(exc).__name__))
-                log.warning("nhn.status_poll_failed", error=type(exc).__name__)
+        """Poll every ``interval_s`` until ``stop`` is set, in the one worker holding the lease.
+
+        A transient fault waits one round.
+        """
+        run_with_lease(self.store, LEASE, self.actor, self.interval_s, self._poll_counted, stop)
+
+    def _poll_counted(self) -> None:
+        try:
+            self.poll()
+        except TransientError as exc:
+            self.on_error(getattr(exc, "kind", type(exc).__name__))
+            raise
 
 
 def _state_for(statuses: list[DeliveryStatus], receiver_her_id: int) -> str | None:

@@ -22,15 +22,17 @@ from edi_gateway.domain.overdue import (
     overdue_actions,
 )
 from edi_gateway.domain.states import MessageState
-from edi_gateway.errors import Problem, TransientError
+from edi_gateway.errors import Problem
 from edi_gateway.logging import get_logger
 from edi_gateway.messaging.delivering import delivery_transition, envelope_of
 from edi_gateway.services.acknowledgements import AckDeps, transport_of
 from edi_gateway.services.announce import alert_outgoing, status_outgoing
+from edi_gateway.services.leasing import run_with_lease
 from edi_gateway.store.records import MessageRecord, Transition
 
 log = get_logger(__name__)
 
+LEASE = "overdue_sweep"
 OVERDUE_PROBLEM = Problem("apprec.overdue", "No AppRec from the receiver by the deadline.")
 
 
@@ -138,12 +140,19 @@ class OverdueSweeper:
             self._d.publisher.publish_many(outgoing, timeout=self._d.settings.confirm_timeout_s)
 
     def run(self, stop: threading.Event) -> None:
-        """Sweep every ``OVERDUE_SWEEP_INTERVAL_S`` until ``stop`` is set; transient faults wait a round."""
-        while not stop.wait(self._d.settings.overdue_sweep_interval_s):
-            try:
-                self.sweep()
-            except TransientError as exc:
-                log.warning("overdue sweep skipped", error=type(exc).__name__)
+        """Sweep every ``OVERDUE_SWEEP_INTERVAL_S`` until ``stop`` is set; transient faults wait a round.
+
+        However many workers run, one sweeps: the one holding the ``overdue_sweep`` lease (see
+        ``run_with_lease``).
+        """
+        run_with_lease(
+            self._d.store,
+            LEASE,
+            self._d.actor,
+            self._d.settings.overdue_sweep_interval_s,
+            self.sweep,
+            stop,
+        )
 
 
 def _pending(m: MessageRecord) -> PendingMessage:

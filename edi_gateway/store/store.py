@@ -29,6 +29,7 @@ from edi_gateway.store.base import Clock, utc_now
 from edi_gateway.store.delivery import DeliveryStore
 from edi_gateway.store.engine import create_store_engine, translate_errors
 from edi_gateway.store.errors import DuplicateRequest, MessageNotFound
+from edi_gateway.store.leases import LeaseStore
 from edi_gateway.store.lookups import by_asked, chunks, spellings
 from edi_gateway.store.moves import apply_transitions, lock_messages
 from edi_gateway.store.operators import OperatorStore
@@ -47,7 +48,7 @@ MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 MIGRATION_LOCK_KEY = 0x6564695F6777  # "edi_gw": any constant unique to this application
 
 
-class Store(QueryStore, OperatorStore, AcknowledgementStore, ParkedStore, DeliveryStore):
+class Store(QueryStore, OperatorStore, AcknowledgementStore, ParkedStore, DeliveryStore, LeaseStore):
     """Requests, messages and their event history; AppRecs, parked documents and receiver health.
 
     Build it with ``Store.connect(url)``; call ``migrate()`` once at set-up.

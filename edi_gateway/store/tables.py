@@ -197,6 +197,17 @@ receiver_health = sa.Table(
 )
 
 
+# Singleton jobs shared by every worker (the overdue sweep, the delivery-status poll): the one
+# process whose lease has not expired runs the job (revision 0007).
+leases = sa.Table(
+    "leases",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("holder", sa.String(200), nullable=False),
+    sa.Column("expires_at", UtcDateTime(), nullable=False),
+)
+
+
 def receiver_key(receiver_her_id: int, conversation_ref: str | None) -> str:
     """Return the key that makes (request, receiver, conversation) unique without NULL in it."""
     return f"{receiver_her_id}/{conversation_ref or '-'}"
