@@ -35,19 +35,10 @@ than ``max_response_bytes``
 A 401 is answered once by calling ``on_unauthorized`` (which drops the cached token) and repeating
 the request with fresh headers from ``auth``; only a second 401 is an error.
 
-**Unknown receiver.** NHN documents no error code for it, so the rule reads the text of the 400's
-``ErrorMessage``: the refusal is ``unknown_receiver`` when ``error`` or one of ``validationErrors``
-names, in the same text, the receiver as a word of its own (``receiver``, ``recipient``,
-``mottaker``, ``communication party``, ``kommunikasjonspart``) and its absence (``unknown``,
-``not found``, ``could not find``, ``does not exist``, ``no such``, ``is not registered``,
-``ukjent``, ``finnes ikke``, ``ikke funnet``, ``ikke registrert``). Both in one text, as whole words,
-so that neither "unknown property receiverRole" nor "sender not found" is taken for it. Everything
-else refused with 400 is ``validation``.
-
-**Error details.** A refusal carries the readable parts of the ``ErrorMessage`` (``error``,
-``errorCode``, ``validationErrors``, ``requestId``, each bounded in length) for operators; the
-``stackTrace`` is never kept. Logs name the operation, the HTTP status, the kind and NHN's
-``requestId``, never a body or a document.
+**Unknown receiver** and **error details**: the rule that tells an unknown receiver from any other
+400, and the readable, bounded parts of NHN's ``ErrorMessage`` a refusal carries (never its
+``stackTrace``), are in :mod:`edi_gateway.nhn.msh_errors`. Logs name the operation, the HTTP status,
+the kind and NHN's ``requestId``, never a body or a document.
 
 **Size.** Every answer is read as a stream and reading stops at ``max_response_bytes`` (a declared
 ``Content-Length`` over the limit is refused before reading): the service cannot make us hold more.
@@ -56,20 +47,19 @@ else refused with 400 is ``validation``.
 judge it (the caller refuses anything that is not XML, with its own clear error).
 
 A client is safe to share between threads (it keeps no state besides httpx's connection pool).
+
+The results and the reading of the answers' JSON are in :mod:`edi_gateway.nhn.msh_answers`.
 """
 
 from __future__ import annotations
 
 import base64
-import binascii
 import json
 import math
 import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from types import TracebackType
 from typing import Final, TypeVar
 
@@ -77,9 +67,39 @@ import httpx
 
 from edi_gateway.errors import TokenUnavailable, TransportRefused, TransportUnavailable
 from edi_gateway.logging import get_logger
+from edi_gateway.nhn.msh_answers import (
+    MAX_HER_ID,
+    UUID_PATTERN,
+    AppRecErrorItem,
+    AppRecInfo,
+    BusinessDocument,
+    DeliveryStatus,
+    InboxMessage,
+    Malformed,
+    apprec_info_answer,
+    document_answer,
+    message_answer,
+    messages_answer,
+    no_answer,
+    status_answer,
+    text_or_none,
+    uuid_answer,
+)
+from edi_gateway.nhn.msh_errors import (
+    MAX_ERROR_BODY_BYTES,
+    MAX_RETRY_AFTER_S,
+    HttpAnswer,
+    error_details,
+    error_for,
+    is_unknown_receiver,
+    parse_retry_after,
+    read_capped,
+)
 
 __all__ = [
     "APPREC_STATUSES",
+    "MAX_MESSAGES_TO_FETCH",
+    "MAX_RETRY_AFTER_S",
     "AppRecErrorItem",
     "AppRecInfo",
     "Auth",
@@ -108,32 +128,13 @@ Observe = Callable[[str, float, str | None], None]
 APPREC_STATUSES: Final = frozenset({"Ok", "Rejected", "OkErrorInMessagePart"})
 """The ``AppRecStatus`` values of the API (kodeverk 8258 codes 1, 2 and 3)."""
 
-MAX_RETRY_AFTER_S: Final = 300.0
-"""The longest wait a ``Retry-After`` is believed for; a longer one is cut to this."""
-
 MAX_MESSAGES_TO_FETCH: Final = 100
 """The API's upper bound on ``MessagesToFetch``."""
-
-_MAX_ERROR_BODY_BYTES: Final = 256 * 1024
-_MAX_DETAIL_CHARS: Final = 2000
-_MAX_VALIDATION_ERRORS: Final = 50
-_MAX_HER_ID: Final = 2**31 - 1
-_UUID: Final = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
-_RECEIVER_WORDS: Final = re.compile(
-    r"\b(?:receivers?|recipients?|mottakere?|mottakeren|communication\s+party|kommunikasjonspart(?:en)?)\b",
-    re.IGNORECASE,
-)
-_ABSENT_WORDS: Final = re.compile(
-    r"\b(?:unknown|not\s+found|could\s+not\s+(?:be\s+)?f(?:i|ou)nd|does\s+not\s+exist|no\s+such|"
-    r"is\s+not\s+registered|ukjent|finnes\s+ikke|ikke\s+funnet|ikke\s+registrert)\b",
-    re.IGNORECASE,
-)
-_B64_WHITESPACE: Final = re.compile(rb"[ \t\r\n]+")
 
 _T = TypeVar("_T")
 
 
-# --- configuration and results ------------------------------------------------------------------
+# --- configuration ------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -172,100 +173,7 @@ class MshConfig:
             raise ValueError("MshConfig.max_response_bytes must be positive")
 
 
-@dataclass(frozen=True)
-class InboxMessage:
-    """A message in an inbox (the API's ``Message``, read with metadata).
-
-    Attributes:
-        id: the service's id of the message (a uuid), for the ``/Messages/{id}`` operations.
-        receiver_her_id: the HER-id whose inbox holds it.
-        sender_her_id: the sender's HER-id, when the service said.
-        business_document_id: the document's ``MsgId`` (an AppRec's ``Id``), when the service said.
-        is_apprec: whether the document is an AppRec (false when the service did not say).
-        content_type: the document's content type, when the service said.
-    """
-
-    id: str
-    receiver_her_id: int
-    sender_her_id: int | None
-    business_document_id: str | None
-    is_apprec: bool
-    content_type: str | None
-
-
-@dataclass(frozen=True)
-class BusinessDocument:
-    """A received business document, decoded from base64.
-
-    Attributes:
-        content: the document's bytes, exactly as sent.
-        content_type: the content type the service states (``application/xml`` for EDI documents).
-    """
-
-    content: bytes
-    content_type: str
-
-
-@dataclass(frozen=True)
-class DeliveryStatus:
-    """Delivery of a sent message to one receiver or copy receiver (the API's ``StatusInfo``).
-
-    Attributes:
-        receiver_her_id: the receiver.
-        transport_delivery_state: ``Unconfirmed``, ``Acknowledged`` or ``Rejected``.
-        apprec_status: ``Ok``, ``Rejected`` or ``OkErrorInMessagePart`` once the receiver's AppRec
-            has arrived, else None.
-    """
-
-    receiver_her_id: int
-    transport_delivery_state: str
-    apprec_status: str | None
-
-
-@dataclass(frozen=True)
-class AppRecErrorItem:
-    """One error of an AppRec, as the API carries it (``AppRecError``).
-
-    Attributes:
-        error_code: the kodeverk code, e.g. ``E21``.
-        details: free text about the error (never personal data).
-        description: the code's text, if given.
-        oid: the kodeverk's OID, if given (kodeverk 8221 when absent).
-    """
-
-    error_code: str
-    details: str
-    description: str | None = None
-    oid: str | None = None
-
-
-@dataclass(frozen=True)
-class AppRecInfo:
-    """The AppRec a receiver gave a sent message (the API's ``ApprecInfo``).
-
-    Attributes:
-        receiver_her_id: the receiver that answered (or has yet to).
-        apprec_status: ``Ok``, ``Rejected`` or ``OkErrorInMessagePart``; None before the AppRec.
-        errors: the AppRec's errors.
-    """
-
-    receiver_her_id: int
-    apprec_status: str | None
-    errors: tuple[AppRecErrorItem, ...] = ()
-
-
 # --- the client ---------------------------------------------------------------------------------
-
-
-class _Malformed(Exception):
-    """An answer that is not the documented shape; the text names fields, never values."""
-
-
-@dataclass(frozen=True)
-class _Answer:
-    status: int
-    headers: httpx.Headers
-    body: bytes | None  # None: larger than the limit, not read to the end
 
 
 class MshClient:
@@ -328,7 +236,7 @@ class MshClient:
             if not receiver_her_ids:
                 raise ValueError("receiver_her_ids, when given, must name at least one receiver")
             body["receiverHerIdsSubset"] = [_her_id_argument(h, "receiver_her_ids") for h in receiver_her_ids]
-        return self._call("PostMessage", "POST", "/Messages", json_body=body, parse=_uuid_answer)
+        return self._call("PostMessage", "POST", "/Messages", json_body=body, parse=uuid_answer)
 
     def list_messages(
         self, receiver_her_id: int, *, limit: int = MAX_MESSAGES_TO_FETCH
@@ -351,7 +259,7 @@ class MshClient:
             ("IncludeMetadata", "true"),
             ("MessagesToFetch", str(limit)),
         ]
-        return self._call("GetMessages", "GET", "/Messages", params=params, parse=_messages_answer)
+        return self._call("GetMessages", "GET", "/Messages", params=params, parse=messages_answer)
 
     def get_message(self, message_id: str) -> InboxMessage:
         """One message's metadata (``GetMessage``).
@@ -361,7 +269,7 @@ class MshClient:
             TransportRefused: ``not_found`` for an unknown id; TransportUnavailable as usual.
         """
         path = f"/Messages/{_uuid_argument(message_id)}"
-        return self._call("GetMessage", "GET", path, parse=_message_answer)
+        return self._call("GetMessage", "GET", path, parse=message_answer)
 
     def get_business_document(self, message_id: str) -> BusinessDocument:
         """A received message's business document, decoded (``GetBusinessDocument``).
@@ -375,7 +283,7 @@ class MshClient:
                 transfer encoding is named), besides the usual kinds.
         """
         path = f"/Messages/{_uuid_argument(message_id)}/business-document"
-        return self._call("GetBusinessDocument", "GET", path, parse=_document_answer)
+        return self._call("GetBusinessDocument", "GET", path, parse=document_answer)
 
     def mark_read(self, message_id: str, receiver_her_id: int) -> None:
         """Mark a received message read for one receiver HER-id (``MarkMessageAsRead``).
@@ -386,7 +294,7 @@ class MshClient:
         """
         her_id = _her_id_argument(receiver_her_id, "receiver_her_id")
         path = f"/Messages/{_uuid_argument(message_id)}/read/{her_id}"
-        self._call("MarkMessageAsRead", "PUT", path, parse=_no_answer)
+        self._call("MarkMessageAsRead", "PUT", path, parse=no_answer)
 
     def get_status(self, message_id: str) -> list[DeliveryStatus]:
         """The delivery status of a sent message, per receiver and copy receiver (``GetStatus``).
@@ -396,7 +304,7 @@ class MshClient:
             TransportRefused: ``not_found`` for an unknown id; TransportUnavailable as usual.
         """
         path = f"/Messages/{_uuid_argument(message_id)}/status"
-        return self._call("GetStatus", "GET", path, parse=_status_answer)
+        return self._call("GetStatus", "GET", path, parse=status_answer)
 
     def get_apprec_info(self, message_id: str) -> list[AppRecInfo]:
         """The AppRecs the receivers of a sent message gave, with their errors (``GetApprecInfo``).
@@ -406,7 +314,7 @@ class MshClient:
             TransportRefused: ``not_found`` for an unknown id; TransportUnavailable as usual.
         """
         path = f"/Messages/{_uuid_argument(message_id)}/apprec"
-        return self._call("GetApprecInfo", "GET", path, parse=_apprec_info_answer)
+        return self._call("GetApprecInfo", "GET", path, parse=apprec_info_answer)
 
     def post_apprec(
         self, message_id: str, sender_her_id: int, status: str, errors: Sequence[AppRecErrorItem] = ()
@@ -438,7 +346,7 @@ class MshClient:
         body: dict[str, object] = {"appRecStatus": status}
         if errors:
             body["appRecErrorList"] = [_apprec_error_json(error) for error in errors]
-        return self._call("PostAppRec", "POST", path, json_body=body, parse=_uuid_answer)
+        return self._call("PostAppRec", "POST", path, json_body=body, parse=uuid_answer)
 
     def ping(self, her_id: int) -> None:
         """A cheap authenticated call for readiness: one inbox look-up of at most one message.
@@ -450,7 +358,7 @@ class MshClient:
             TransportRefused, TransportUnavailable: the service is not usable for us now.
         """
         params = [("ReceiverHerIds", str(_her_id_argument(her_id, "her_id"))), ("MessagesToFetch", "1")]
-        self._call("GetMessages", "GET", "/Messages", params=params, parse=_messages_answer)
+        self._call("GetMessages", "GET", "/Messages", params=params, parse=messages_answer)
 
     def close(self) -> None:
         """Close the HTTP client when this client made it (an injected one is its owner's to close)."""
@@ -488,14 +396,14 @@ class MshClient:
             if 200 <= answer.status < 300 and answer.body is not None:
                 try:
                     return parse(answer.body)
-                except _Malformed as exc:
+                except Malformed as exc:
                     raise TransportUnavailable(
                         f"NHN message service: {operation} answered HTTP {answer.status} with {exc}",
                         kind="malformed",
                     ) from None
             details = error_details(answer.body) if not 200 <= answer.status < 300 else {}
-            request_id = _text_or_none(details.get("requestId"))
-            raise _error_for(operation, answer, details)
+            request_id = text_or_none(details.get("requestId"))
+            raise error_for(operation, answer, details)
         except (TransportRefused, TransportUnavailable) as exc:
             kind = exc.kind
             raise
@@ -528,7 +436,7 @@ class MshClient:
         url: str,
         params: Sequence[tuple[str, str]] | None,
         json_body: Mapping[str, object] | None,
-    ) -> _Answer:
+    ) -> HttpAnswer:
         """Send the request; on a first 401 drop the token and send it once more with fresh headers."""
         answer = self._send(method, url, params, json_body)
         if answer.status == 401:
@@ -544,7 +452,7 @@ class MshClient:
         url: str,
         params: Sequence[tuple[str, str]] | None,
         json_body: Mapping[str, object] | None,
-    ) -> _Answer:
+    ) -> HttpAnswer:
         headers = dict(self._auth(method, url))
         headers.update(
             {
@@ -567,8 +475,8 @@ class MshClient:
             ) as response:
                 limit = self.config.max_response_bytes
                 if not 200 <= response.status_code < 300:
-                    limit = min(limit, _MAX_ERROR_BODY_BYTES)
-                return _Answer(response.status_code, response.headers, _read_capped(response, limit))
+                    limit = min(limit, MAX_ERROR_BODY_BYTES)
+                return HttpAnswer(response.status_code, response.headers, read_capped(response, limit))
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
             raise TransportUnavailable(
                 f"NHN message service: could not connect ({type(exc).__name__})", kind="connect"
@@ -597,242 +505,7 @@ class MshClient:
             log.warning("nhn.msh.observe_failed", operation=operation, error=type(exc).__name__)
 
 
-def _read_capped(response: httpx.Response, limit: int) -> bytes | None:
-    """The body, read as a stream; None as soon as it is known to exceed ``limit`` bytes."""
-    declared = response.headers.get("Content-Length")
-    if (
-        declared is not None
-        and declared.strip().isascii()
-        and declared.strip().isdigit()
-        and int(declared) > limit
-    ):
-        return None
-    body = bytearray()
-    for chunk in response.iter_bytes():
-        body += chunk
-        if len(body) > limit:
-            return None
-    return bytes(body)
-
-
-# --- errors -------------------------------------------------------------------------------------
-
-
-def _error_for(
-    operation: str, answer: _Answer, details: dict[str, object]
-) -> TransportRefused | TransportUnavailable:
-    """The exception for an answer that is not a success (or is a success too large to read).
-
-    Args:
-        operation: the operation id, for the message.
-        answer: the answer.
-        details: the answer's :func:`error_details` (empty for a success).
-    """
-    status = answer.status
-    request_id = _text_or_none(details.get("requestId"))
-    where = f"NHN message service: {operation} answered HTTP {status}"
-    if request_id:
-        where += f" (requestId {request_id})"
-    if 200 <= status < 300:
-        return TransportUnavailable(f"{where} larger than the client's limit", kind="malformed")
-    if status == 429:
-        retry_after = parse_retry_after(answer.headers.get("Retry-After"))
-        return TransportUnavailable(f"{where} (busy)", kind="rate_limited", retry_after_s=retry_after)
-    if status >= 500:
-        retry_after = parse_retry_after(answer.headers.get("Retry-After"))
-        return TransportUnavailable(f"{where} (server error)", kind="server_error", retry_after_s=retry_after)
-    if status in (401, 403):
-        return TransportUnavailable(f"{where} (our client's token or rights)", kind="auth")
-    if status == 408:
-        return TransportUnavailable(f"{where} (request timeout)", kind="timeout")
-    if not 400 <= status < 500:
-        return TransportUnavailable(f"{where}, which the API does not answer", kind="malformed")
-    if status == 400:
-        kind = "unknown_receiver" if is_unknown_receiver(details) else "validation"
-    else:
-        kind = {404: "not_found", 413: "too_large"}.get(status, "refused")
-    return TransportRefused(f"{where}: {kind}", status=status, kind=kind, details=details)
-
-
-def error_details(body: bytes | None) -> dict[str, object]:
-    """The readable, bounded parts of an ``ErrorMessage`` body; never its ``stackTrace``.
-
-    Args:
-        body: the answer's body (None or anything unreadable gives ``{}``).
-
-    Returns:
-        ``error`` (str), ``errorCode`` (int), ``validationErrors`` (list of str) and ``requestId``
-        (str), each only when present with the documented type; texts are cut to 2000 characters
-        and the list to 50 entries.
-    """
-    if not body:
-        return {}
-    try:
-        document = _loads(body)
-    except _Malformed:
-        return {}
-    if not isinstance(document, dict):
-        return {}
-    details: dict[str, object] = {}
-    error = document.get("error")
-    if isinstance(error, str):
-        details["error"] = error[:_MAX_DETAIL_CHARS]
-    code = document.get("errorCode")
-    if isinstance(code, int) and not isinstance(code, bool):
-        details["errorCode"] = code
-    validation = document.get("validationErrors")
-    if isinstance(validation, list):
-        details["validationErrors"] = [
-            item[:_MAX_DETAIL_CHARS] for item in validation[:_MAX_VALIDATION_ERRORS] if isinstance(item, str)
-        ]
-    request_id = document.get("requestId")
-    if isinstance(request_id, str):
-        details["requestId"] = request_id[:200]
-    return details
-
-
-def is_unknown_receiver(details: Mapping[str, object]) -> bool:
-    """Whether a 400's error details say the receiver is unknown (the rule is in the module docstring)."""
-    texts: list[str] = []
-    error = details.get("error")
-    if isinstance(error, str):
-        texts.append(error)
-    validation = details.get("validationErrors")
-    if isinstance(validation, list):
-        texts.extend(item for item in validation if isinstance(item, str))
-    return any(_RECEIVER_WORDS.search(text) and _ABSENT_WORDS.search(text) for text in texts)
-
-
-def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
-    """Read a ``Retry-After`` header: delay-seconds or an HTTP-date.
-
-    Args:
-        value: the header's value, or None when there was none.
-        now: the present, for an HTTP-date (default: the system clock).
-
-    Returns:
-        Seconds to wait: never negative, at most :data:`MAX_RETRY_AFTER_S`; None when the header
-        is absent or unreadable.
-    """
-    if value is None:
-        return None
-    text = value.strip()
-    if re.fullmatch(r"[0-9]{1,12}(?:\.[0-9]{1,6})?", text):
-        return min(float(text), MAX_RETRY_AFTER_S)
-    try:
-        moment = parsedate_to_datetime(text)
-    except (TypeError, ValueError, IndexError, OverflowError):
-        return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    seconds = (moment - (now or datetime.now(UTC))).total_seconds()
-    return min(max(seconds, 0.0), MAX_RETRY_AFTER_S)
-
-
-# --- reading answers ----------------------------------------------------------------------------
-
-
-def _loads(body: bytes) -> object:
-    def refuse_constant(name: str) -> object:
-        raise ValueError(f"{name} is not JSON")
-
-    try:
-        return json.loads(body, parse_constant=refuse_constant)
-    except (ValueError, RecursionError):
-        raise _Malformed("a body that is not JSON") from None
-
-
-def _uuid_answer(body: bytes) -> str:
-    return _uuid_text(_loads(body), "the id")
-
-
-def _no_answer(body: bytes) -> None:
-    return None
-
-
-def _messages_answer(body: bytes) -> list[InboxMessage]:
-    return [
-        _inbox_message(item, f"message {index}") for index, item in enumerate(_list(_loads(body), "the list"))
-    ]
-
-
-def _message_answer(body: bytes) -> InboxMessage:
-    return _inbox_message(_loads(body), "the message")
-
-
-def _inbox_message(value: object, where: str) -> InboxMessage:
-    item = _object(value, where)
-    return InboxMessage(
-        id=_uuid_text(item.get("id"), f"{where}'s id"),
-        receiver_her_id=_her_id(item.get("receiverHerId"), f"{where}'s receiverHerId"),
-        sender_her_id=_optional(item, "senderHerId", _her_id, where),
-        business_document_id=_optional(item, "businessDocumentId", _text, where),
-        is_apprec=bool(_optional(item, "isAppRec", _boolean, where)),
-        content_type=_optional(item, "contentType", _text, where),
-    )
-
-
-def _document_answer(body: bytes) -> BusinessDocument:
-    item = _object(_loads(body), "the business document answer")
-    encoding = _text(item.get("contentTransferEncoding"), "contentTransferEncoding")
-    if encoding.strip().lower() != "base64":
-        raise _Malformed("a contentTransferEncoding other than base64")
-    encoded = _text(item.get("businessDocument"), "businessDocument").encode("ascii", errors="replace")
-    try:
-        content = base64.b64decode(_B64_WHITESPACE.sub(b"", encoded), validate=True)
-    except (binascii.Error, ValueError):
-        raise _Malformed("a businessDocument that is not base64") from None
-    if not content:
-        raise _Malformed("an empty businessDocument")
-    content_type = _text(item.get("contentType"), "contentType")
-    if not content_type.strip():
-        raise _Malformed("an empty contentType")
-    return BusinessDocument(content=content, content_type=content_type)
-
-
-def _status_answer(body: bytes) -> list[DeliveryStatus]:
-    statuses = []
-    for index, value in enumerate(_list(_loads(body), "the status list")):
-        where = f"status {index}"
-        item = _object(value, where)
-        state = _text(item.get("transportDeliveryState"), f"{where}'s transportDeliveryState")
-        if not state:
-            raise _Malformed(f"an empty transportDeliveryState in {where}")
-        statuses.append(
-            DeliveryStatus(
-                receiver_her_id=_her_id(item.get("receiverHerId"), f"{where}'s receiverHerId"),
-                transport_delivery_state=state,
-                apprec_status=_optional(item, "appRecStatus", _text, where),
-            )
-        )
-    return statuses
-
-
-def _apprec_info_answer(body: bytes) -> list[AppRecInfo]:
-    infos = []
-    for index, value in enumerate(_list(_loads(body), "the AppRec list")):
-        where = f"AppRec info {index}"
-        item = _object(value, where)
-        errors = _optional(item, "appRecErrorList", _list, where) or []
-        infos.append(
-            AppRecInfo(
-                receiver_her_id=_her_id(item.get("receiverHerId"), f"{where}'s receiverHerId"),
-                apprec_status=_optional(item, "appRecStatus", _text, where),
-                errors=tuple(_apprec_error(error, f"{where}'s error {n}") for n, error in enumerate(errors)),
-            )
-        )
-    return infos
-
-
-def _apprec_error(value: object, where: str) -> AppRecErrorItem:
-    item = _object(value, where)
-    return AppRecErrorItem(
-        # Both are required by the schema but nullable; an absent text is read as empty.
-        error_code=_optional(item, "errorCode", _text, where) or "",
-        details=_optional(item, "details", _text, where) or "",
-        description=_optional(item, "description", _text, where),
-        oid=_optional(item, "oid", _text, where),
-    )
+# --- writing requests ---------------------------------------------------------------------------
 
 
 def _apprec_error_json(error: AppRecErrorItem) -> dict[str, object]:
@@ -844,65 +517,16 @@ def _apprec_error_json(error: AppRecErrorItem) -> dict[str, object]:
     return out
 
 
-def _object(value: object, where: str) -> dict[str, object]:
-    if not isinstance(value, dict):
-        raise _Malformed(f"{where} not a JSON object")
-    return value
-
-
-def _list(value: object, where: str) -> list[object]:
-    if not isinstance(value, list):
-        raise _Malformed(f"{where} not a JSON array")
-    return value
-
-
-def _text(value: object, where: str) -> str:
-    if not isinstance(value, str):
-        raise _Malformed(f"{where} missing or not a string")
-    return value
-
-
-def _boolean(value: object, where: str) -> bool:
-    if not isinstance(value, bool):
-        raise _Malformed(f"{where} not a boolean")
-    return value
-
-
-def _her_id(value: object, where: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise _Malformed(f"{where} missing or not an integer")
-    if not 1 <= value <= _MAX_HER_ID:
-        raise _Malformed(f"{where} out of range")
-    return value
-
-
-def _uuid_text(value: object, where: str) -> str:
-    if not isinstance(value, str) or _UUID.fullmatch(value) is None:
-        raise _Malformed(f"{where} missing or not a uuid")
-    return value
-
-
-def _optional(
-    item: Mapping[str, object], key: str, read: Callable[[object, str], _T], where: str
-) -> _T | None:
-    value = item.get(key)
-    return None if value is None else read(value, f"{where}'s {key}")
-
-
-def _text_or_none(value: object) -> str | None:
-    return value if isinstance(value, str) else None
-
-
 # --- checking arguments -------------------------------------------------------------------------
 
 
 def _her_id_argument(value: int, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= _MAX_HER_ID:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_HER_ID:
         raise ValueError(f"{name} must be a HER-id (a positive 32-bit integer)")
     return value
 
 
 def _uuid_argument(value: str) -> str:
-    if not isinstance(value, str) or _UUID.fullmatch(value) is None:
+    if not isinstance(value, str) or UUID_PATTERN.fullmatch(value) is None:
         raise ValueError("a message id must be a uuid (8-4-4-4-12 hexadecimal digits)")
     return value

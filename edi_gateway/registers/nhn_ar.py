@@ -21,21 +21,8 @@ How each question maps onto the API:
   kommuner of the configured mapping plus our own virksomhet (``own_her_id``), in that order. Legekontor
   are found when the Fastlegeregister names them, so their queues are not declared up front.
 
-The REST model is smaller than the fixture model, and the answers differ where it has nothing to say:
-
-* Service types: ``serviceDetails.serviceType`` is an ``AdministrativeCode``; codes from code list S62
-  "Tjenestebasert adressering" (NHN's name for it) or kodeverk 8663 (by number or OID) become
-  ``Service.code``; a service typed from any other list is left out (routing chooses by 8663 only).
-* Persons: the API gives one ``name``; the last word becomes ``family_name`` and the rest
-  ``given_name``; ``hprNumber`` becomes ``hpr``.
-* Units: an ``Organization`` party names no parent organisation, so a sub-organisation (a hospital
-  department) cannot be traced to its owner: it answers as a virksomhet of its own. Only our own units,
-  configured by HER-id (``own_unit_her_ids``), are attached to our virksomhet.
-* ``kommunenummer``: the party has no municipality; a kommune gets it from the mapping, every other
-  virksomhet gets ``""``.
-* ``kind``: ``kommune`` for an organisation number in the mapping; otherwise by the business type
-  (kodeverk 9040) through ``business_kinds``; ``virksomhet`` when the type is not mapped.
-* ``queue``: the last path segment of ``amqpAddress.amqpAsyncQueue`` when present, else ``<herId>_async``.
+The answers' models, and how AR's representation becomes a ``Virksomhet`` (and where it says less than
+the fixture register), are in ``nhn_ar_models``; how an HTTP answer becomes an error, in ``nhn_ar_faults``.
 
 Errors, per ``edi_gateway.errors``: timeout, connection failure, 5xx, 408 and 429 → ``RegisterUnavailable``;
 404 → None; 400 and other 4xx, or an identifier that cannot be valid (checked before asking) →
@@ -57,41 +44,57 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from types import MappingProxyType, TracebackType
-from typing import Any, Final, Literal, TypeVar
+from typing import Any, Final, TypeVar
 from urllib.parse import urlsplit
 
 import httpx
 import yaml
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel
 from stdnum.no import orgnr as _orgnr
 
-from edi_gateway.domain.model import Organisation, Practitioner, Service
 from edi_gateway.errors import RegisterRefused, RegisterUnavailable, TokenUnavailable
 from edi_gateway.logging import get_logger
 from edi_gateway.registers.base import Virksomhet
+from edi_gateway.registers.nhn_ar_faults import (
+    check_status,
+    malformed,
+    path_template,
+    read_limited,
+    validated,
+)
+from edi_gateway.registers.nhn_ar_models import (
+    DEFAULT_BUSINESS_KINDS,
+    SERVICE_CODE_LISTS,
+    Certificate,
+    OrganizationDetails,
+    Party,
+    PartyList,
+    virksomhet_from,
+)
 from edi_gateway.settings import ConfigurationError
+
+__all__ = [
+    "AR_SCOPE",
+    "DEFAULT_BUSINESS_KINDS",
+    "DEFAULT_MAX_RESPONSE_BYTES",
+    "DEFAULT_TIMEOUT_S",
+    "MAX_HER_ID",
+    "SERVICE_CODE_LISTS",
+    "ArConfig",
+    "AuthHeaders",
+    "NhnAddressRegister",
+    "check_kommune_orgnr",
+    "check_service_url",
+    "load_kommune_orgnr",
+    "pem_not_after",
+]
 
 log = get_logger(__name__)
 
 AR_SCOPE: Final = "nhn:cp-api/access-v2-dpop"
 """The HelseID scope the CommunicationParty API requires (audience ``nhn:cp-api``)."""
-
-SERVICE_CODE_LISTS: Final = frozenset(
-    {"S62", "8663", "2.16.578.1.12.4.1.1.8663", "urn:oid:2.16.578.1.12.4.1.1.8663"}
-)
-"""The ``serviceType.codeListId`` values read as kodeverk 8663 service types."""
-
-DEFAULT_BUSINESS_KINDS: Final[Mapping[str, str]] = MappingProxyType(
-    {"101": "sykehus", "102": "kommune", "103": "legekontor"}
-)
-"""Business type (kodeverk 9040, ``organizationDetails.businessType.value``) → ``Virksomhet.kind``.
-
-Only 103 ("Privatpraktiserende autorisert helsepersonell", a fastlege office) is confirmed by NHN's
-published samples; 101 and 102 must be checked against kodeverk 9040 before production use. A kommune
-is recognised by its organisasjonsnummer in the configured mapping whatever its business type.
-"""
 
 DEFAULT_TIMEOUT_S: Final = 10.0
 DEFAULT_MAX_RESPONSE_BYTES: Final = 4 * 1024 * 1024
@@ -202,71 +205,6 @@ def pem_not_after(pem: bytes) -> datetime:
     return x509.load_pem_x509_certificate(pem).not_valid_after_utc
 
 
-# --- the answers, as far as the gateway reads them (spec: components/schemas) ---------------------
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="ignore", frozen=True)
-
-
-class _AdministrativeCode(_Model):
-    codeListId: str | None = None
-    value: str | None = None
-    name: str | None = None
-
-
-class _ParentOrganization(_Model):
-    herId: int
-    name: str | None = None
-    organizationNumber: str | None = None
-
-
-class _OrganizationDetails(_Model):
-    organizationNumber: str | None = None
-    businessType: _AdministrativeCode | None = None
-    persons: list[int] | None = None
-    services: list[int] | None = None
-
-
-class _PersonDetails(_Model):
-    hprNumber: int | None = None
-    parentOrganization: _ParentOrganization
-
-
-class _ServiceDetails(_Model):
-    serviceType: _AdministrativeCode | None = None
-    parentOrganization: _ParentOrganization
-
-
-class _AmqpAddress(_Model):
-    amqpAsyncQueue: str | None = None
-
-
-class _Party(_Model):
-    herId: int
-    name: str | None = None
-    displayName: str | None = None
-    type: Literal["Organization", "Person", "Service"]
-    organizationDetails: _OrganizationDetails | None = None
-    personDetails: _PersonDetails | None = None
-    serviceDetails: _ServiceDetails | None = None
-    amqpAddress: _AmqpAddress | None = None
-
-    @property
-    def label(self) -> str:
-        return self.name or self.displayName or ""
-
-
-class _PartyList(_Model):
-    parties: list[_Party]
-
-
-class _Certificate(_Model):
-    thumbprint: str | None = None
-    validTo: datetime | None = None
-    certificateValue: str | None = None
-
-
 class NhnAddressRegister:
     """``AddressRegister`` over NHN's CommunicationParty REST API.
 
@@ -335,14 +273,14 @@ class NhnAddressRegister:
         orgnr = self._config.kommune_orgnr.get(kommunenummer)
         if orgnr is None:
             return None
-        party = self._get_model(f"/api/v1/organization/{orgnr}", _Party)
+        party = self._get_model(f"/api/v1/organization/{orgnr}", Party)
         if party is None:
             return None
         details = party.organizationDetails
         if party.type != "Organization" or (
             details is not None and details.organizationNumber not in (None, orgnr)
         ):
-            raise _malformed(f"organisation {orgnr} answered with another party")
+            raise malformed(f"organisation {orgnr} answered with another party")
         return self._build(party, kommunenummer=kommunenummer)
 
     def virksomhet(self, her_id: int) -> Virksomhet | None:
@@ -402,16 +340,16 @@ class NhnAddressRegister:
         if found is None:
             return None
         owner = found[0]
-        answer = self._get_model(f"/api/v1/certificate/{owner}/{usage}", _Certificate)
+        answer = self._get_model(f"/api/v1/certificate/{owner}/{usage}", Certificate)
         if answer is None:
             return None
         if not answer.certificateValue:
-            raise _malformed(f"the {usage} certificate of {owner} has no certificateValue")
+            raise malformed(f"the {usage} certificate of {owner} has no certificateValue")
         try:
             der = base64.b64decode(answer.certificateValue, validate=True)
             certificate = x509.load_der_x509_certificate(der)
         except (binascii.Error, ValueError) as exc:
-            raise _malformed(f"the {usage} certificate of {owner} is not a DER certificate") from exc
+            raise malformed(f"the {usage} certificate of {owner} is not a DER certificate") from exc
         return certificate.public_bytes(serialization.Encoding.PEM)
 
     def certificate_not_after(self, her_id: int) -> datetime | None:
@@ -444,7 +382,7 @@ class NhnAddressRegister:
 
     # -- building a Virksomhet ---------------------------------------------------------------------
 
-    def _owner(self, her_id: int) -> tuple[int, _Party | None] | None:
+    def _owner(self, her_id: int) -> tuple[int, Party | None] | None:
         """The HER-id of the organisation owning ``her_id`` (one request), and its party when that is ``her_id``.
 
         None when AR has no such party.
@@ -460,18 +398,18 @@ class NhnAddressRegister:
             return her_id, party
         details = party.serviceDetails if party.type == "Service" else party.personDetails
         if details is None:
-            raise _malformed(f"{party.type} {her_id} has no parent organisation")
+            raise malformed(f"{party.type} {her_id} has no parent organisation")
         parent = details.parentOrganization.herId
         return (own if own is not None and parent in self._own_units else parent), None
 
-    def _party(self, her_id: int) -> _Party | None:
-        party = self._get_model(f"/api/v1/communicationparty/{her_id}", _Party)
+    def _party(self, her_id: int) -> Party | None:
+        party = self._get_model(f"/api/v1/communicationparty/{her_id}", Party)
         if party is not None and party.herId != her_id:
-            raise _malformed(f"asked for HER-id {her_id}, got {party.herId}")
+            raise malformed(f"asked for HER-id {her_id}, got {party.herId}")
         return party
 
-    def _build(self, party: _Party, *, kommunenummer: str | None = None) -> Virksomhet:
-        details = party.organizationDetails or _OrganizationDetails()
+    def _build(self, party: Party, *, kommunenummer: str | None = None) -> Virksomhet:
+        details = party.organizationDetails or OrganizationDetails()
         service_ids = list(details.services or ())
         person_ids = list(details.persons or ())
         unit_ids = list(self._own_units) if party.herId == self._own_her_id else []
@@ -479,35 +417,24 @@ class NhnAddressRegister:
         orgnr = details.organizationNumber or None
         if kommunenummer is None and orgnr is not None:
             kommunenummer = self._kommune_by_orgnr.get(orgnr)
-        if kommunenummer is not None:
-            kind = "kommune"
-        else:
-            code = details.businessType.value if details.businessType else None
-            kind = self._business_kinds.get(code or "", "virksomhet")
-        return Virksomhet(
-            organisation=Organisation(party.herId, party.label, orgnr),
-            kind=kind,
-            kommunenummer=kommunenummer or "",
-            queue=_queue(party),
-            services=tuple(s for i in service_ids if (s := _service(children.get(i), i)) is not None),
-            units=tuple(
-                Organisation(i, unit.label)
-                for i in unit_ids
-                if (unit := children.get(i)) is not None and unit.type == "Organization"
-            ),
-            persons=tuple(gp for i in person_ids if (gp := _person(children.get(i), i)) is not None),
+        return virksomhet_from(
+            party,
+            children,
+            unit_ids=unit_ids,
+            kommunenummer=kommunenummer,
+            business_kinds=self._business_kinds,
         )
 
-    def _parties(self, her_ids: Sequence[int]) -> dict[int, _Party]:
+    def _parties(self, her_ids: Sequence[int]) -> dict[int, Party]:
         """Fetch parties by HER-id (``POST /api/v1/communicationparty``, in batches); unknown ones are absent."""
-        found: dict[int, _Party] = {}
+        found: dict[int, Party] = {}
         unique = list(dict.fromkeys(her_ids))
         for start in range(0, len(unique), _BATCH):
             batch = unique[start : start + _BATCH]
             data = self._request("POST", "/api/v1/communicationparty", json_body={"herIds": batch})
             if data is None:
                 continue
-            answer = _validated(_PartyList, {"parties": data}, "/api/v1/communicationparty")
+            answer = validated(PartyList, {"parties": data}, "/api/v1/communicationparty")
             found.update((p.herId, p) for p in answer.parties if p.herId in batch)
         return found
 
@@ -515,7 +442,7 @@ class NhnAddressRegister:
 
     def _get_model(self, path: str, model: type[_M]) -> _M | None:
         data = self._request("GET", path)
-        return None if data is None else _validated(model, data, path)
+        return None if data is None else validated(model, data, path)
 
     def _request(self, method: str, path: str, *, json_body: object = None) -> Any:
         """Send one request (retrying once after a 401) and return its JSON, or None on 404.
@@ -539,20 +466,22 @@ class NhnAddressRegister:
                                 self._on_unauthorized()
                             continue
                         raise RegisterUnavailable("AR refused the access token twice (401)")
-                    _check_status(status, method, path)
+                    check_status(status, method, path)
                     if status == 404:
                         return None
-                    body = _read_limited(response, self._config.max_response_bytes, path)
+                    body = read_limited(response, self._config.max_response_bytes, path)
             except httpx.TimeoutException as exc:
-                raise RegisterUnavailable(f"AR did not answer {method} {_template(path)} in time") from exc
+                raise RegisterUnavailable(
+                    f"AR did not answer {method} {path_template(path)} in time"
+                ) from exc
             except httpx.HTTPError as exc:
                 raise RegisterUnavailable(
-                    f"AR cannot be reached for {method} {_template(path)} ({type(exc).__name__})"
+                    f"AR cannot be reached for {method} {path_template(path)} ({type(exc).__name__})"
                 ) from exc
             try:
                 return json.loads(body)
             except ValueError as exc:
-                raise _malformed(f"{_template(path)} did not answer JSON") from exc
+                raise malformed(f"{path_template(path)} did not answer JSON") from exc
         raise RegisterUnavailable("AR refused the access token (401)")  # pragma: no cover - loop returns
 
     def _auth_headers(self, method: str, url: str) -> Mapping[str, str]:
@@ -565,75 +494,3 @@ class NhnAddressRegister:
 def _check_her_id(her_id: int) -> None:
     if isinstance(her_id, bool) or not isinstance(her_id, int) or not 0 < her_id <= MAX_HER_ID:
         raise RegisterRefused("a HER-id is a positive 32-bit number")
-
-
-def _check_status(status: int, method: str, path: str) -> None:
-    """Raise for every status but 200 and 404."""
-    where = f"{method} {_template(path)}"
-    if status in (200, 404):
-        return
-    if status in (408, 429) or status >= 500:
-        raise RegisterUnavailable(f"AR is unavailable for {where} (HTTP {status})")
-    if status == 403:
-        raise RegisterUnavailable(f"AR refused our client access to {where} (HTTP 403)")
-    if 400 <= status < 500:
-        raise RegisterRefused(f"AR refused {where} (HTTP {status})")
-    raise _malformed(f"{where} answered HTTP {status}")
-
-
-def _read_limited(response: httpx.Response, limit: int, path: str) -> bytes:
-    declared = response.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise _malformed(f"{_template(path)} answered {declared} bytes, over the limit of {limit}")
-    body = bytearray()
-    for chunk in response.iter_bytes():
-        body += chunk
-        if len(body) > limit:
-            raise _malformed(f"{_template(path)} answered more than {limit} bytes")
-    return bytes(body)
-
-
-def _validated(model: type[_M], data: object, path: str) -> _M:
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        fields = ", ".join(sorted({".".join(str(p) for p in e["loc"]) for e in exc.errors()})[:5])
-        raise _malformed(f"{_template(path)} answered an unexpected shape (at {fields})") from exc
-
-
-def _malformed(detail: str) -> RegisterUnavailable:
-    return RegisterUnavailable(f"AR answered something malformed: {detail}")
-
-
-_NUMBER_SEGMENT = re.compile(r"/[0-9]+(?=/|$)")
-
-
-def _template(path: str) -> str:
-    """The path with identifiers replaced (for messages): ``/api/v1/communicationparty/{id}``."""
-    return _NUMBER_SEGMENT.sub("/{id}", path)
-
-
-def _queue(party: _Party) -> str:
-    address = party.amqpAddress.amqpAsyncQueue if party.amqpAddress else None
-    segment = address.strip().rstrip("/").rsplit("/", 1)[-1] if address else ""
-    return segment or f"{party.herId}_async"
-
-
-def _service(party: _Party | None, her_id: int) -> Service | None:
-    if party is None or party.type != "Service" or party.serviceDetails is None:
-        log.info("AR lists a service that is not a service party", her_id=her_id)
-        return None
-    code = party.serviceDetails.serviceType
-    if code is None or code.codeListId not in SERVICE_CODE_LISTS or not code.value:
-        log.info("AR service without a kodeverk 8663 type left out", her_id=her_id)
-        return None
-    return Service(her_id, party.label, code.value)
-
-
-def _person(party: _Party | None, her_id: int) -> Practitioner | None:
-    if party is None or party.type != "Person":
-        log.info("AR lists a person that is not a person party", her_id=her_id)
-        return None
-    given, _, family = party.label.strip().rpartition(" ")
-    hpr = party.personDetails.hprNumber if party.personDetails else None
-    return Practitioner(her_id, given.strip(), family, str(hpr) if hpr is not None and hpr > 0 else None)

@@ -36,41 +36,40 @@ Accessors for tests: :meth:`MessageServiceStandIn.sent`, :meth:`~MessageServiceS
 :meth:`~MessageServiceStandIn.deliver` to put a document into an inbox as another system would.
 
 State is in memory and guarded by a lock: the server's thread and the test's may both touch it.
+
+Beside this module: :mod:`~edi_gateway.dev.nhn_standin.faults` (``Fault``, ``Faults``),
+:mod:`~edi_gateway.dev.nhn_standin.documents` (reading and routing documents, the AppRecs built) and
+:mod:`~edi_gateway.dev.nhn_standin.records` (what is kept of each message, what tests see of it).
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
-import binascii
-import json
-import re
 import threading
 import uuid
-from collections import deque
-from collections.abc import AsyncIterator, Callable, Collection, Coroutine, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Collection, Coroutine, Mapping, Sequence
 from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Any, Final
 
 from fastapi import APIRouter
-from lxml import etree
 from openapi_core.unmarshalling.request.datatypes import RequestUnmarshalResult
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.responses import JSONResponse, Response
 
-from edi_gateway.domain.apprec import KODEVERK_ERROR, AppRec, AppRecError, AppRecParty, AppRecStatus, PartyId
-from edi_gateway.errors import XmlRejected
+from edi_gateway.domain.apprec import AppRecStatus
 from edi_gateway.localtime import as_utc
-from edi_gateway.xml import namespaces as ns
-from edi_gateway.xml.apprec import AppRecSpec, build_apprec, parse_apprec
-from edi_gateway.xml.msghead import party_her_id, to_bytes
-from edi_gateway.xml.safe import full_text, identifier_text, parse_xml
+from edi_gateway.xml.apprec import build_apprec
+from edi_gateway.xml.msghead import to_bytes
 
-from .openapi import OpenApiValidator, error_message, mark_unchecked, unmarshalled
+from .documents import CONTENT_TYPE, MAX_REQUEST_BYTES, Refusal, apprec_spec, decoded_document, read_document
+from .faults import OPERATIONS, Fault, Faults
+from .openapi import OpenApiValidator, mark_unchecked, unmarshalled
+from .records import Facts, InboxEntry, Party, PostedAppRec, Receipt, SentDocument, Stored
 
 __all__ = [
+    "MAX_REQUEST_BYTES",
     "OPERATIONS",
     "SCOPE",
     "Authorize",
@@ -86,31 +85,9 @@ __all__ = [
 SCOPE: Final = "nhn:msh/api"
 """The scope every operation asks ``authorize`` for."""
 
-OPERATIONS: Final = frozenset(
-    {
-        "PostMessage",
-        "GetMessages",
-        "GetMessage",
-        "GetBusinessDocument",
-        "MarkMessageAsRead",
-        "GetStatus",
-        "GetApprecInfo",
-        "PostAppRec",
-    }
-)
-"""The operation ids of the published description, as faults are queued by."""
-
-MAX_REQUEST_BYTES: Final = 35 * 1024 * 1024
-"""NHN's limit on a request ("The request has a max limit of 35 MB"): larger ones are answered 413."""
-
 Authorize = Callable[[Request, str], str]
 """``(request, scope) -> client_id``; raises ``HTTPException(401)`` when the request is not authorized."""
 
-_UTF8_DECLARATION: Final = re.compile(
-    rb"\A(?:\xef\xbb\xbf)?<\?xml[ \t\r\n][^\n>]*?encoding[ \t\r\n]*=[ \t\r\n]*[\"']utf-8[\"']", re.IGNORECASE
-)
-_NS: Final = {"mh": ns.MSGHEAD}
-_APPREC_NAMESPACES: Final = frozenset({ns.APPREC_1_0, ns.APPREC_1_1})
 _STATUS_NAMES: Final[Mapping[AppRecStatus, str]] = MappingProxyType(
     {
         AppRecStatus.OK: "Ok",
@@ -121,317 +98,6 @@ _STATUS_NAMES: Final[Mapping[AppRecStatus, str]] = MappingProxyType(
 _STATUS_BY_NAME: Final[Mapping[str, AppRecStatus]] = MappingProxyType(
     {v: k for k, v in _STATUS_NAMES.items()}
 )
-_CONTENT_TYPE: Final = "application/xml"
-
-
-# --- faults -------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Fault:
-    """An answer a test injects in place of one call's normal service.
-
-    Attributes:
-        status: the HTTP status to answer; None to serve the call normally (after ``delay_s``).
-        raw: the body to answer.
-        headers: extra response headers.
-        content_type: the body's content type (None: no Content-Type header).
-        delay_s: seconds to wait before answering.
-        stream_bytes: when positive, answer a streamed body of this many bytes instead of ``raw``.
-        declare_length: with ``stream_bytes``, declare the size in ``Content-Length``.
-    """
-
-    status: int | None = None
-    raw: bytes = b""
-    headers: Mapping[str, str] = field(default_factory=dict)
-    content_type: str | None = "application/json"
-    delay_s: float = 0.0
-    stream_bytes: int = 0
-    declare_length: bool = False
-
-    @classmethod
-    def error(
-        cls,
-        status: int,
-        error: str = "An unknown error occurred",
-        *,
-        error_code: int = 0,
-        validation_errors: Sequence[str] | None = None,
-        headers: Mapping[str, str] | None = None,
-    ) -> Fault:
-        """An ``ErrorMessage`` answer, with a (fake) ``stackTrace`` as NHN's test environments send."""
-        body = {
-            "error": error,
-            "errorCode": error_code,
-            "validationErrors": list(validation_errors) if validation_errors is not None else None,
-            "stackTrace": "   at Nhn.Msh.Api.SyntheticFrame() in /src/Fault.cs:line 1",
-            "requestId": str(uuid.uuid4()),
-        }
-        return cls(status=status, raw=json.dumps(body).encode(), headers=dict(headers or {}))
-
-    @classmethod
-    def rate_limited(cls, retry_after: str | None = "1") -> Fault:
-        """429, with ``Retry-After`` when given (seconds or an HTTP-date, as written)."""
-        headers = {} if retry_after is None else {"Retry-After": retry_after}
-        return cls(status=429, raw=b"", headers=headers, content_type=None)
-
-    @classmethod
-    def server_error(cls, status: int = 500) -> Fault:
-        """A 5xx with an ``ErrorMessage``."""
-        return cls.error(status, "An unknown error occurred")
-
-    @classmethod
-    def timeout(cls, delay_s: float) -> Fault:
-        """Wait ``delay_s`` (longer than the client's timeout), then serve the call normally."""
-        return cls(status=None, delay_s=delay_s)
-
-    @classmethod
-    def malformed_json(cls, status: int = 200) -> Fault:
-        """A body that is not JSON at all, labelled as JSON."""
-        return cls(status=status, raw=b'{"id": "5f5e94d5-d908-476b-a172-a241c52eddb6", ')
-
-    @classmethod
-    def answer(cls, status: int, raw: bytes, content_type: str | None = "application/json") -> Fault:
-        """Any body (JSON of the wrong shape, say) with any status."""
-        return cls(status=status, raw=raw, content_type=content_type)
-
-    @classmethod
-    def oversized(cls, size: int, *, status: int = 200, declare_length: bool = False) -> Fault:
-        """A streamed body of about ``size`` bytes, its length declared or not (chunked).
-
-        The body is a well-formed ``GetBusinessDocumentResponse`` (a document of ``A``s): for that
-        operation only a size limit can refuse it.
-        """
-        return cls(status=status, stream_bytes=size, declare_length=declare_length)
-
-    @classmethod
-    def unknown_receiver(cls, her_id: int) -> Fault:
-        """The 400 the service gives for a receiver it does not know."""
-        return cls.error(
-            400,
-            "Model validation error occurred",
-            error_code=1000,
-            validation_errors=[f"Receiver with HER-id {her_id} not found in Adresseregisteret"],
-        )
-
-    @classmethod
-    def unauthorized(cls) -> Fault:
-        """401 as for an expired token."""
-        return cls(
-            status=401,
-            raw=b"",
-            headers={"WWW-Authenticate": 'DPoP error="invalid_token"'},
-            content_type=None,
-        )
-
-    def response(self) -> Response:
-        """The answer this fault gives."""
-        headers = dict(self.headers)
-        if self.stream_bytes > 0:
-            if self.declare_length:
-                headers["Content-Length"] = str(_filler_length(self.stream_bytes))
-            return StreamingResponse(
-                _filler(self.stream_bytes),
-                status_code=self.status or 200,
-                headers=headers,
-                media_type=self.content_type,
-            )
-        return Response(
-            self.raw, status_code=self.status or 200, headers=headers, media_type=self.content_type
-        )
-
-
-async def _filler(size: int) -> AsyncIterator[bytes]:
-    """A ``GetBusinessDocumentResponse`` of exactly ``size`` bytes (at least its fixed parts), in chunks."""
-    head = b'{"contentType":"application/xml","contentTransferEncoding":"base64","businessDocument":"'
-    tail = b'"}'
-    padding = max(size - len(head) - len(tail), 4)
-    padding -= padding % 4  # whole base64 quanta
-    yield head
-    chunk = b"A" * 65536
-    while padding > 0:
-        part = chunk[:padding]
-        padding -= len(part)
-        yield part
-    yield tail
-
-
-def _filler_length(size: int) -> int:
-    fixed = len(b'{"contentType":"application/xml","contentTransferEncoding":"base64","businessDocument":""}')
-    padding = max(size - fixed, 4)
-    return fixed + padding - padding % 4
-
-
-class Faults:
-    """Answers queued per operation id, used one per call, in order; thread-safe."""
-
-    def __init__(self) -> None:
-        self._queues: dict[str, deque[Fault]] = {}
-        self._lock = threading.Lock()
-
-    def queue(self, operation_id: str, *faults: Fault) -> None:
-        """Answer the next ``len(faults)`` calls of ``operation_id`` with these, in order.
-
-        Raises:
-            ValueError: ``operation_id`` is not one of :data:`OPERATIONS`.
-        """
-        if operation_id not in OPERATIONS:
-            raise ValueError(f"{operation_id!r} is not an operation of the message service")
-        with self._lock:
-            self._queues.setdefault(operation_id, deque()).extend(faults)
-
-    def take(self, operation_id: str) -> Fault | None:
-        """The next fault for this operation, or None."""
-        with self._lock:
-            queue = self._queues.get(operation_id)
-            return queue.popleft() if queue else None
-
-    def pending(self, operation_id: str) -> int:
-        """How many faults are still queued for this operation."""
-        with self._lock:
-            return len(self._queues.get(operation_id, ()))
-
-    def clear(self) -> None:
-        """Drop every queued fault."""
-        with self._lock:
-            self._queues.clear()
-
-
-# --- what the tests see -------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Party:
-    """A sender or receiver as the stand-in routes it.
-
-    Attributes:
-        org_her_id: the virksomhet's HER-id.
-        her_id: the lowest level's HER-id (the inbox a message to it lands in).
-        level: ``org``, ``dept`` (a nested Organisation) or ``person`` (a HealthcareProfessional).
-    """
-
-    org_her_id: int
-    her_id: int
-    level: str = "org"
-
-
-@dataclass(frozen=True)
-class SentDocument:
-    """One document the service took: sent with ``POST /Messages`` or built for ``PostAppRec``.
-
-    Attributes:
-        message_id: the service's id for it.
-        client_id: the client that sent it.
-        document: the document's bytes, as decoded from base64.
-        sender_her_id: the sender's lowest-level HER-id.
-        receiver_her_ids: the receivers it was delivered to.
-        business_document_id: its MsgId (an AppRec's Id).
-        is_apprec: whether it is an AppRec.
-    """
-
-    message_id: str
-    client_id: str
-    document: bytes
-    sender_her_id: int
-    receiver_her_ids: tuple[int, ...]
-    business_document_id: str
-    is_apprec: bool
-
-
-@dataclass(frozen=True)
-class InboxEntry:
-    """One message in one receiver's inbox.
-
-    Attributes:
-        message_id: the service's id of the message.
-        receiver_her_id: whose inbox.
-        sender_her_id: the sender's lowest-level HER-id.
-        business_document_id: the MsgId.
-        is_apprec: whether it is an AppRec.
-        read: whether the receiver has marked it read.
-        apprec_status: the receiver's AppRec for it, once given.
-    """
-
-    message_id: str
-    receiver_her_id: int
-    sender_her_id: int
-    business_document_id: str
-    is_apprec: bool
-    read: bool
-    apprec_status: str | None
-
-
-@dataclass(frozen=True)
-class PostedAppRec:
-    """An AppRec a receiver posted with ``PostAppRec``.
-
-    Attributes:
-        message_id: the message answered.
-        sender_her_id: the ``appRecSenderHerId``.
-        status: ``Ok``, ``Rejected`` or ``OkErrorInMessagePart``.
-        errors: the ``appRecErrorList`` as posted.
-        apprec_message_id: the service's id of the AppRec message delivered to the original sender.
-        document: the AppRec built.
-    """
-
-    message_id: str
-    sender_her_id: int
-    status: str
-    errors: tuple[Mapping[str, object], ...]
-    apprec_message_id: str
-    document: bytes
-
-
-# --- internal state -----------------------------------------------------------------------------
-
-
-class _Refusal(Exception):
-    """A request the service answers with an ErrorMessage."""
-
-    def __init__(self, status: int, error: str, *, validation_errors: Sequence[str] | None = None) -> None:
-        self.status = status
-        self.error = error
-        self.validation_errors = validation_errors
-        super().__init__(error)
-
-    def response(self) -> Response:
-        code = 1000 if self.status == 400 and self.validation_errors else 0
-        return error_message(
-            self.status, self.error, error_code=code, validation_errors=self.validation_errors
-        )
-
-
-@dataclass(frozen=True)
-class _Facts:
-    """What routing needs from a business document."""
-
-    sender: Party
-    receivers: tuple[Party, ...]
-    msg_id: str
-    gen_date: str
-    msg_type: str
-    msg_type_text: str | None
-    is_apprec: bool
-    original_msg_id: str | None = None
-    apprec_status: AppRecStatus | None = None
-    apprec_errors: tuple[AppRecError, ...] = ()
-
-
-@dataclass
-class _Receipt:
-    party: Party
-    read: bool = False
-    apprec_status: str | None = None
-    apprec_errors: tuple[Mapping[str, object], ...] = ()
-
-
-@dataclass
-class _Stored:
-    id: str
-    client_id: str
-    document: bytes
-    facts: _Facts
-    receipts: dict[int, _Receipt]
 
 
 _Handler = Callable[[Request, str, RequestUnmarshalResult], Coroutine[Any, Any, Response]]
@@ -469,7 +135,7 @@ class MessageServiceStandIn:
         self._known = frozenset(known_her_ids) if known_her_ids is not None else None
         self._clock = clock
         self._lock = threading.Lock()
-        self._messages: dict[str, _Stored] = {}
+        self._messages: dict[str, Stored] = {}
         self._read_marks: list[tuple[str, int]] = []
         self._apprecs: list[PostedAppRec] = []
         self.router = APIRouter(route_class=validator.route_class())
@@ -552,11 +218,11 @@ class MessageServiceStandIn:
             ValueError: the document would be refused by ``POST /Messages`` (the reason says why).
         """
         try:
-            facts = _read_document(document)
+            facts = read_document(document)
             receivers = self._receivers(facts, receiver_her_ids)
             with self._lock:
                 return self._store(client_id, document, facts, receivers)
-        except _Refusal as refusal:
+        except Refusal as refusal:
             raise ValueError("; ".join([refusal.error, *(refusal.validation_errors or ())])) from None
 
     def deliver_raw(
@@ -574,7 +240,7 @@ class MessageServiceStandIn:
         gateway must survive when the service hands over whatever a sender's system produced.
         """
         sender = Party(sender_her_id, sender_her_id)
-        facts = _Facts(
+        facts = Facts(
             sender=sender,
             receivers=(Party(receiver_her_id, receiver_her_id),),
             msg_id=str(uuid.uuid4()),
@@ -602,7 +268,7 @@ class MessageServiceStandIn:
             client_id = self._authorize(request, SCOPE)
             try:
                 return await handler(request, client_id, unmarshalled(request))
-            except _Refusal as refusal:
+            except Refusal as refusal:
                 return refusal.response()
 
         endpoint.__name__ = operation
@@ -615,14 +281,14 @@ class MessageServiceStandIn:
     ) -> Response:
         if len(await request.body()) > MAX_REQUEST_BYTES:
             mark_unchecked(request)  # the limit is in the description's text; 413 is not among its answers
-            raise _Refusal(413, "The request is larger than 35 MB")
+            raise Refusal(413, "The request is larger than 35 MB")
         body = parsed.body
         if not isinstance(body, dict):
-            raise _Refusal(
+            raise Refusal(
                 400, "Model validation error occurred", validation_errors=["The request body is missing"]
             )
-        document = _decoded_document(body)
-        facts = _read_document(document)
+        document = decoded_document(body)
+        facts = read_document(document)
         subset = body.get("receiverHerIdsSubset")
         receivers = self._receivers(facts, subset if isinstance(subset, list) else None)
         self._require(client_id, {facts.sender.her_id, facts.sender.org_her_id})
@@ -670,7 +336,7 @@ class MessageServiceStandIn:
             return JSONResponse(
                 {
                     "businessDocument": base64.b64encode(stored.document).decode("ascii"),
-                    "contentType": _CONTENT_TYPE,
+                    "contentType": CONTENT_TYPE,
                     "contentTransferEncoding": "base64",
                 }
             )
@@ -681,7 +347,7 @@ class MessageServiceStandIn:
             stored = self._find(parsed)
             receipt = stored.receipts.get(her_id)
             if receipt is None:
-                raise _Refusal(404, "Could not find database document")
+                raise Refusal(404, "Could not find database document")
             self._require(client_id, {her_id})
             receipt.read = True
             self._read_marks.append((stored.id, her_id))
@@ -729,7 +395,7 @@ class MessageServiceStandIn:
         answering = int(parsed.parameters.path["appRecSenderHerId"])
         body = parsed.body
         if not isinstance(body, dict):
-            raise _Refusal(
+            raise Refusal(
                 400, "Model validation error occurred", validation_errors=["The request body is missing"]
             )
         status_name = str(body["appRecStatus"])
@@ -737,22 +403,22 @@ class MessageServiceStandIn:
         with self._lock:
             original = self._find(parsed)
             if original.facts.is_apprec:
-                raise _Refusal(400, "An application receipt cannot be answered with another")
+                raise Refusal(400, "An application receipt cannot be answered with another")
             receipt = next(
                 (r for r in original.receipts.values() if answering in (r.party.her_id, r.party.org_her_id)),
                 None,
             )
             if receipt is None:
-                raise _Refusal(400, f"HER-id {answering} is not a receiver of the message")
+                raise Refusal(400, f"HER-id {answering} is not a receiver of the message")
             self._require(client_id, {answering})
             if receipt.apprec_status is not None:
-                raise _Refusal(400, "The message has already been answered with an application receipt")
-            spec = _apprec_spec(original, receipt.party, _STATUS_BY_NAME[status_name], errors, self._clock())
+                raise Refusal(400, "The message has already been answered with an application receipt")
+            spec = apprec_spec(original, receipt.party, _STATUS_BY_NAME[status_name], errors, self._clock())
             try:
                 document = to_bytes(build_apprec(spec))
             except ValueError as exc:
-                raise _Refusal(400, "Model validation error occurred", validation_errors=[str(exc)]) from None
-            facts = _Facts(
+                raise Refusal(400, "Model validation error occurred", validation_errors=[str(exc)]) from None
+            facts = Facts(
                 sender=receipt.party,
                 receivers=(original.facts.sender,),
                 msg_id=spec.id,
@@ -772,10 +438,10 @@ class MessageServiceStandIn:
 
     # -- helpers (called with the lock held where they touch state) --
 
-    def _find(self, parsed: RequestUnmarshalResult) -> _Stored:
+    def _find(self, parsed: RequestUnmarshalResult) -> Stored:
         stored = self._messages.get(str(parsed.parameters.path["id"]).lower())
         if stored is None:
-            raise _Refusal(404, "Could not find database document")
+            raise Refusal(404, "Could not find database document")
         return stored
 
     def _allowed(self, client_id: str) -> frozenset[int] | None:
@@ -790,13 +456,13 @@ class MessageServiceStandIn:
             return
         refused = sorted(h for h in her_ids if h not in allowed)
         if refused and (every or len(refused) == len(her_ids)):
-            raise _Refusal(403, f"Not authorized for HerId(s): {', '.join(map(str, refused))}")
+            raise Refusal(403, f"Not authorized for HerId(s): {', '.join(map(str, refused))}")
 
-    def _require_sender(self, client_id: str, stored: _Stored) -> None:
+    def _require_sender(self, client_id: str, stored: Stored) -> None:
         if stored.client_id != client_id:
             self._require(client_id, {stored.facts.sender.her_id, stored.facts.sender.org_her_id})
 
-    def _readable_receiver(self, client_id: str, stored: _Stored) -> int:
+    def _readable_receiver(self, client_id: str, stored: Stored) -> int:
         """The receiver HER-id through which the client sees the message (403 when none)."""
         allowed = self._allowed(client_id)
         for her_id in stored.receipts:
@@ -804,15 +470,15 @@ class MessageServiceStandIn:
                 return her_id
         if stored.client_id == client_id:
             return next(iter(stored.receipts))
-        raise _Refusal(403, f"Not authorized for HerId(s): {', '.join(map(str, stored.receipts))}")
+        raise Refusal(403, f"Not authorized for HerId(s): {', '.join(map(str, stored.receipts))}")
 
-    def _receivers(self, facts: _Facts, subset: Sequence[object] | None) -> tuple[Party, ...]:
+    def _receivers(self, facts: Facts, subset: Sequence[object] | None) -> tuple[Party, ...]:
         receivers = facts.receivers
         if subset:
             wanted = {int(h) for h in subset if isinstance(h, int)}
             strangers = sorted(wanted - {p.her_id for p in receivers} - {p.org_her_id for p in receivers})
             if strangers:
-                raise _Refusal(
+                raise Refusal(
                     400,
                     "Model validation error occurred",
                     validation_errors=[
@@ -823,7 +489,7 @@ class MessageServiceStandIn:
         if self._known is not None:
             unknown = [p.her_id for p in receivers if p.her_id not in self._known]
             if unknown:
-                raise _Refusal(
+                raise Refusal(
                     400,
                     "Model validation error occurred",
                     validation_errors=[
@@ -833,16 +499,16 @@ class MessageServiceStandIn:
         return receivers
 
     def _store(
-        self, client_id: str, document: bytes, facts: _Facts, receivers: Sequence[Party], *, link: bool = True
+        self, client_id: str, document: bytes, facts: Facts, receivers: Sequence[Party], *, link: bool = True
     ) -> str:
         message_id = str(uuid.uuid4())
-        receipts = {party.her_id: _Receipt(party) for party in receivers}
-        self._messages[message_id] = _Stored(message_id, client_id, document, facts, receipts)
+        receipts = {party.her_id: Receipt(party) for party in receivers}
+        self._messages[message_id] = Stored(message_id, client_id, document, facts, receipts)
         if link and facts.is_apprec and facts.apprec_status is not None:
             self._link_apprec(facts)
         return message_id
 
-    def _link_apprec(self, facts: _Facts) -> None:
+    def _link_apprec(self, facts: Facts) -> None:
         """An AppRec sent with POST /Messages answers the original message it names."""
         status = _STATUS_NAMES[facts.apprec_status] if facts.apprec_status is not None else None
         errors = tuple(
@@ -867,137 +533,15 @@ class MessageServiceStandIn:
                     receipt.apprec_errors = errors
 
 
-# --- reading documents --------------------------------------------------------------------------
-
-
-def _decoded_document(body: Mapping[str, Any]) -> bytes:
-    if str(body["contentType"]).strip().lower() != _CONTENT_TYPE:
-        raise _Refusal(
-            400, "Model validation error occurred", validation_errors=["contentType must be application/xml"]
-        )
-    if str(body["contentTransferEncoding"]).strip().lower() != "base64":
-        raise _Refusal(
-            400,
-            "Model validation error occurred",
-            validation_errors=["contentTransferEncoding must be base64"],
-        )
-    try:
-        return base64.b64decode(str(body["businessDocument"]), validate=True)
-    except (binascii.Error, ValueError):
-        raise _Refusal(
-            400, "Model validation error occurred", validation_errors=["businessDocument is not base64"]
-        ) from None
-
-
-def _read_document(document: bytes) -> _Facts:
-    """Route a document: a MsgHead or an AppRec, UTF-8 declared, read by the hardened parser."""
-    if _UTF8_DECLARATION.match(document) is None:
-        raise _Refusal(
-            400,
-            "Model validation error occurred",
-            validation_errors=[
-                "The business document must be XML declaring encoding UTF-8 in its first line"
-            ],
-        )
-    try:
-        root = parse_xml(document, max_bytes=MAX_REQUEST_BYTES)
-        qname = etree.QName(root)
-        if qname.namespace == ns.MSGHEAD and qname.localname == "MsgHead":
-            return _read_msghead(root)
-        if qname.namespace in _APPREC_NAMESPACES and qname.localname == "AppRec":
-            return _read_apprec(parse_apprec(root))
-    except XmlRejected as exc:
-        raise _Refusal(
-            400, "Model validation error occurred", validation_errors=[f"The business document: {exc}"]
-        ) from None
-    raise _Refusal(
-        400,
-        "Model validation error occurred",
-        validation_errors=["The business document is not a MsgHead or AppRec"],
-    )
-
-
-def _read_msghead(root: etree._Element) -> _Facts:
-    info = _required(root, "mh:MsgInfo")
-    msg_type = _required(info, "mh:Type")
-    receivers = tuple(
-        _msghead_party(r.find("mh:Organisation", _NS), "receiver") for r in info.findall("mh:Receiver", _NS)
-    )
-    if not receivers:
-        raise XmlRejected("the MsgHead names no receiver", code="T02")
-    return _Facts(
-        sender=_msghead_party(info.find("mh:Sender/mh:Organisation", _NS), "sender"),
-        receivers=receivers,
-        msg_id=identifier_text(_required(info, "mh:MsgId")),
-        gen_date=full_text(_required(info, "mh:GenDate")),
-        msg_type=" ".join(msg_type.get("V", "").split()),
-        msg_type_text=msg_type.get("DN"),
-        is_apprec=False,
-    )
-
-
-def _required(parent: etree._Element, path: str) -> etree._Element:
-    element = parent.find(path, _NS)
-    if element is None:
-        raise XmlRejected(f"the MsgHead has no {path.replace('mh:', '')}", code="T02")
-    return element
-
-
-def _msghead_party(organisation: etree._Element | None, role: str) -> Party:
-    """The virksomhet's HER-id and the lowest level below it that carries one."""
-    if organisation is None:
-        raise XmlRejected(f"the MsgHead's {role} has no Organisation", code="T02")
-    org_her_id = party_her_id(organisation)
-    if org_her_id is None:
-        raise XmlRejected(f"the MsgHead's {role} has no HER-id", code="T99")
-    her_id, level, current = org_her_id, "org", organisation
-    while True:
-        child = current.find("mh:Organisation", _NS)
-        child_her_id = party_her_id(child)
-        if child is None or child_her_id is None:
-            break
-        her_id, level, current = child_her_id, "dept", child
-    person_her_id = party_her_id(current.find("mh:HealthcareProfessional", _NS))
-    if person_her_id is not None:
-        her_id, level = person_her_id, "person"
-    return Party(org_her_id, her_id, level)
-
-
-def _read_apprec(apprec: AppRec) -> _Facts:
-    return _Facts(
-        sender=_apprec_party(apprec.sender, "sender"),
-        receivers=(_apprec_party(apprec.receiver, "receiver"),),
-        msg_id=apprec.id,
-        gen_date=apprec.gen_date,
-        msg_type="APPREC",
-        msg_type_text="Applikasjonskvittering",
-        is_apprec=True,
-        original_msg_id=apprec.original_msg_id,
-        apprec_status=apprec.status,
-        apprec_errors=apprec.errors,
-    )
-
-
-def _apprec_party(party: AppRecParty, role: str) -> Party:
-    org_her_id = party.inst.her_id or min(party.institution_her_ids, default=None)
-    person = party.person.her_id if party.person is not None else None
-    dept = party.dept.her_id if party.dept is not None else None
-    lowest = person or dept or org_her_id
-    if lowest is None:
-        raise XmlRejected(f"the AppRec's {role} has no HER-id", code="T99")
-    level = "person" if person else "dept" if dept else "org"
-    return Party(org_her_id or lowest, lowest, level)
-
-
 # --- writing answers ----------------------------------------------------------------------------
 
 
-def _message_json(stored: _Stored, her_id: int, metadata: bool) -> dict[str, object]:
+def _message_json(stored: Stored, her_id: int, metadata: bool) -> dict[str, object]:
     out: dict[str, object] = {"id": stored.id, "receiverHerId": her_id}
     if metadata:
         out.update(
             {
-                "contentType": _CONTENT_TYPE,
+                "contentType": CONTENT_TYPE,
                 "senderHerId": stored.facts.sender.her_id,
                 "businessDocumentId": stored.facts.msg_id,
                 "businessDocumentGenDate": _date_time(stored.facts.gen_date),
@@ -1026,46 +570,3 @@ def _date_time(text: str) -> str | None:
         return as_utc(datetime.fromisoformat(text)).isoformat()
     except ValueError:
         return None
-
-
-def _apprec_spec(
-    original: _Stored,
-    answering: Party,
-    status: AppRecStatus,
-    errors: Sequence[Mapping[str, object]],
-    now: datetime,
-) -> AppRecSpec:
-    return AppRecSpec(
-        id=str(uuid.uuid4()),
-        gen_date=now,
-        status=status,
-        errors=tuple(_apprec_error(error) for error in errors),
-        sender=_apprec_party_of(answering),
-        receiver=_apprec_party_of(original.facts.sender),
-        original_msg_id=original.facts.msg_id,
-        original_msg_type=original.facts.msg_type,
-        original_msg_type_text=original.facts.msg_type_text,
-        original_issue_date=original.facts.gen_date,
-    )
-
-
-def _apprec_party_of(party: Party) -> AppRecParty:
-    lower = PartyId(str(party.her_id), "HER") if party.her_id != party.org_her_id else None
-    return AppRecParty(
-        inst=PartyId(str(party.org_her_id), "HER"),
-        dept=lower if party.level == "dept" else None,
-        person=lower if party.level == "person" else None,
-    )
-
-
-def _apprec_error(error: Mapping[str, object]) -> AppRecError:
-    def text(key: str) -> str | None:
-        value = error.get(key)
-        return value if isinstance(value, str) else None
-
-    return AppRecError(
-        code=text("errorCode") or "",
-        text=text("description") or "",
-        kodeverk=text("oid") or KODEVERK_ERROR,
-        original_text=text("details") or None,
-    )
