@@ -517,9 +517,5 @@ class AcknowledgementService:
         return all(r is None for r in results)
 
     def _request_ids(self, msg_ids: set[str]) -> dict[str, str]:
-        out: dict[str, str] = {}
-        for msg_id, record in self._d.store.get_messages(msg_ids).items():
-            request = self._d.store.get_request_by_ref(record.request_ref)
-            if request is not None and request.request_id:
-                out[msg_id] = request.request_id
-        return out
+        # Events carry the msg_id as stored (it comes from the message record), so keys match.
+        return self._d.store.request_ids_of(msg_ids)

@@ -244,6 +244,25 @@ class Store(QueryStore, OperatorStore, AcknowledgementStore, ParkedStore, Delive
                 found.update({r.msg_id: rows.message_record(r) for r in conn.execute(query)})
         return by_asked(msg_ids, found)
 
+    def request_ids_of(self, msg_ids: Collection[str]) -> dict[str, str]:
+        """Return the EPR request_id of each stored message that has one, by msg_id as stored.
+
+        One query per 500 ids (status events name the request; the AppRec batch needs them all).
+
+        Raises:
+            StoreUnavailable: the database cannot be reached.
+        """
+        found: dict[str, str] = {}
+        with self._read() as conn:
+            for chunk in chunks(sorted(set(msg_ids))):
+                query = (
+                    sa.select(messages.c.msg_id, requests.c.request_id)
+                    .join(requests, requests.c.ref == messages.c.request_ref)
+                    .where(messages.c.msg_id.in_(chunk), requests.c.request_id.is_not(None))
+                )
+                found.update({r.msg_id: r.request_id for r in conn.execute(query)})
+        return found
+
     def messages_for_request(self, request_ref: str) -> list[MessageRecord]:
         """Return a request's messages, oldest first; of one batch, the kommune's before the fastlege's."""
         kommune_first = sa.case((messages.c.receiver_kind == ReceiverKind.KOMMUNE.value, 0), else_=1)

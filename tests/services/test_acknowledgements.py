@@ -141,6 +141,8 @@ def test_rejecting_receiver_ends_rejected_with_errors(running: RunningGateway) -
     assert [p.code for p in stored.errors] == ["apprec.E35"] and stored.errors[0].reason
     event = next(e for e in running.events(expect=3) if e["state"] == "rejected_by_receiver")
     assert event["errors"][0]["code"] == "apprec.E35"
+    request = running.gateway.store.get_request_by_ref(message.request_ref)
+    assert request is not None and event["request_id"] == request.request_id  # the EPR can match it
 
 
 def test_ok_with_errors_is_acked_with_errors(running: RunningGateway) -> None:
