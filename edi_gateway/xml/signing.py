@@ -28,6 +28,7 @@ from __future__ import annotations
 import base64
 import binascii
 import copy
+import hashlib
 import threading
 from dataclasses import dataclass
 from functools import lru_cache
@@ -35,8 +36,8 @@ from pathlib import Path
 from typing import Final
 
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from lxml import etree
 from signxml.algorithms import (
     CanonicalizationMethod,
@@ -51,7 +52,6 @@ from signxml.exceptions import (
     InvalidSignature,
     SignXMLException,
 )
-from signxml.signer import XMLSigner
 from signxml.verifier import SignatureConfiguration, VerifyResult, XMLVerifier
 
 from edi_gateway.errors import SignatureInvalid, UnknownError
@@ -111,10 +111,10 @@ class VerifiedDocument:
 class Signer:
     """Signs documents with one key and certificate, loaded once and reused for every message.
 
-    A Signer may be shared between threads: each thread gets its own signxml signer object.
+    A Signer may be shared between threads: signing keeps no state between calls.
     """
 
-    __slots__ = ("_cert", "_cert_pem", "_key", "_key_info", "_local")
+    __slots__ = ("_cert", "_cert_pem", "_key", "_key_info")
 
     def __init__(self, key: rsa.RSAPrivateKey, cert: x509.Certificate) -> None:
         """Build a signer from loaded objects; prefer :meth:`from_pem` or :meth:`from_files`.
@@ -128,7 +128,6 @@ class Signer:
         self._cert = cert
         self._cert_pem = cert.public_bytes(serialization.Encoding.PEM)
         self._key_info = _key_info_for(cert)
-        self._local = threading.local()
 
     @classmethod
     def from_pem(cls, key_pem: bytes, cert_pem: bytes) -> Signer:
@@ -165,29 +164,47 @@ class Signer:
     def sign(self, root: etree._Element) -> bytes:
         """Sign ``root`` and return the signed document (UTF-8, with XML declaration).
 
-        ``root`` itself is left unchanged; signxml works on its own copy.
+        ``root`` itself is left unchanged. One exclusive-C14N pass over the document gives the digest
+        and one over ``SignedInfo`` the bytes the RSA key signs (lxml's canonicaliser, ``cryptography``'s
+        RSA): the same signature signxml would make, without its serialise-and-reparse rounds. The
+        signxml-based verifier checks every signature made here in the tests.
 
         Raises:
             SignatureInvalid: when ``root`` already carries a ``ds:Signature``.
         """
         if next(root.iter(_SIGNATURE_TAG), None) is not None:
             raise SignatureInvalid("the document to sign already carries a ds:Signature")
-        # A ready KeyInfo (copied, since signxml moves it into the signature) spares re-encoding the
-        # certificate for every message.
-        signed = self._xml_signer().sign(root, key=self._key, key_info=copy.deepcopy(self._key_info))
-        return etree.tostring(signed, xml_declaration=True, encoding="UTF-8")
+        document = copy.deepcopy(root)
+        # URI="" with the enveloped transform: the digest covers the document as it is before the
+        # signature goes in (exclusive C14N, comments left out).
+        digest = hashlib.sha256(
+            etree.tostring(document, method="c14n", exclusive=True, with_comments=False)
+        ).digest()
+        signature = etree.SubElement(document, _SIGNATURE_TAG, nsmap={"ds": DS_NS})
+        signed_info = _signed_info(signature, base64.b64encode(digest).decode("ascii"))
+        # Exclusive C14N renders only the namespaces SignedInfo uses, so it canonicalises the same
+        # here as a verifier finds it inside the document.
+        canonical = etree.tostring(signed_info, method="c14n", exclusive=True, with_comments=False)
+        value = self._key.sign(canonical, padding.PKCS1v15(), hashes.SHA256())
+        etree.SubElement(signature, f"{{{DS_NS}}}SignatureValue").text = base64.b64encode(value).decode(
+            "ascii"
+        )
+        signature.append(copy.deepcopy(self._key_info))
+        return etree.tostring(document, xml_declaration=True, encoding="UTF-8")
 
-    def _xml_signer(self) -> XMLSigner:
-        xml_signer: XMLSigner | None = getattr(self._local, "xml_signer", None)
-        if xml_signer is None:
-            xml_signer = XMLSigner(
-                method=SignatureConstructionMethod.enveloped,
-                signature_algorithm=SignatureMethod.RSA_SHA256,
-                digest_algorithm=DigestAlgorithm.SHA256,
-                c14n_algorithm=CanonicalizationMethod.EXCLUSIVE_XML_CANONICALIZATION_1_0,
-            )
-            self._local.xml_signer = xml_signer
-        return xml_signer
+
+def _signed_info(signature: etree._Element, digest_value: str) -> etree._Element:
+    """The profile's ``SignedInfo``: exclusive C14N, RSA-SHA256, one reference to the whole document."""
+    signed_info = etree.SubElement(signature, f"{{{DS_NS}}}SignedInfo")
+    etree.SubElement(signed_info, f"{{{DS_NS}}}CanonicalizationMethod", Algorithm=EXC_C14N)
+    etree.SubElement(signed_info, f"{{{DS_NS}}}SignatureMethod", Algorithm=SignatureMethod.RSA_SHA256.value)
+    reference = etree.SubElement(signed_info, f"{{{DS_NS}}}Reference", URI="")
+    transforms = etree.SubElement(reference, f"{{{DS_NS}}}Transforms")
+    etree.SubElement(transforms, f"{{{DS_NS}}}Transform", Algorithm=ENVELOPED)
+    etree.SubElement(transforms, f"{{{DS_NS}}}Transform", Algorithm=EXC_C14N)
+    etree.SubElement(reference, f"{{{DS_NS}}}DigestMethod", Algorithm=DigestAlgorithm.SHA256.value)
+    etree.SubElement(reference, f"{{{DS_NS}}}DigestValue").text = digest_value
+    return signed_info
 
 
 def _key_info_for(cert: x509.Certificate) -> etree._Element:

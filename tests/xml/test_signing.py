@@ -170,6 +170,27 @@ def test_sign_then_verify_returns_the_signed_content(
     )
 
 
+def test_a_document_with_comments_and_namespaced_content_signs_as_a_standard_verifier_expects(
+    signer: Signer, msghead: etree._Element, hospital_cert: bytes, pki: TestPki
+) -> None:
+    """Comments are outside exclusive C14N: our signature equals signxml's for the same key and document."""
+    commented = copy.deepcopy(msghead)
+    first = next(commented.iter("{*}MsgId"))
+    first.insert(0, etree.Comment(" a comment inside an id "))
+    ours = signer.sign(commented)
+    verify_signed(ours, cert_pem=hospital_cert)  # parses with comments dropped, as receivers do
+    reference = _sign_with(copy.deepcopy(commented), pki)
+    values = [
+        (
+            _signature(_tree(d)).findtext(".//ds:DigestValue", namespaces=NS),
+            _signature(_tree(d)).findtext("ds:SignatureValue", namespaces=NS),
+        )
+        for d in (ours, reference)
+    ]
+    assert values[0][0] == values[1][0]  # the same digest over the same canonical document
+    assert "".join(values[0][1].split()) == "".join(values[1][1].split())  # RSA PKCS#1 v1.5 is deterministic
+
+
 def test_signed_output_is_utf8_with_declaration(signed: bytes) -> None:
     """The signed document is serialized as UTF-8 with an XML declaration."""
     assert signed.startswith(b"<?xml version='1.0' encoding='UTF-8'?>")
