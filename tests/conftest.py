@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -75,6 +76,36 @@ def amqp_url() -> str:
     """URL of the real RabbitMQ; fails the test when the broker is down."""
     _require_port(AMQP_URL, 5672, "RabbitMQ")
     return AMQP_URL
+
+
+@pytest.fixture
+def own_vhost(amqp_url: str) -> Iterator[tuple[str, str]]:
+    """A RabbitMQ virtual host of this test's own, as (name, AMQP URL); deleted afterwards.
+
+    Tests that drop the broker's connections do it to this vhost only (``rabbitmqctl
+    close_all_connections --vhost``), never to the node every other test and process shares.
+    """
+    name = f"edi-test-{uuid.uuid4().hex[:10]}"
+    subprocess.run(["rabbitmqctl", "-q", "add_vhost", name], check=True, timeout=60)
+    try:
+        subprocess.run(
+            ["rabbitmqctl", "-q", "set_permissions", "-p", name, "guest", ".*", ".*", ".*"],
+            check=True,
+            timeout=60,
+        )
+        base = amqp_url.rsplit("/", 1)[0]
+        yield name, f"{base}/{name}"
+    finally:
+        subprocess.run(["rabbitmqctl", "-q", "delete_vhost", name], check=False, timeout=60)
+
+
+def drop_vhost_connections(vhost: str) -> None:
+    """Close every client connection to ``vhost`` from the broker's side, as a broker restart would."""
+    subprocess.run(
+        ["rabbitmqctl", "-q", "close_all_connections", "--vhost", vhost, "test: broker connections dropped"],
+        check=True,
+        timeout=60,
+    )
 
 
 @pytest.fixture

@@ -110,6 +110,25 @@ def _all_messages(world: RunningGateway, request_ids: list[str]) -> list[Message
     return messages
 
 
+def reconcile_outbound(world: RunningGateway, request_ids: list[str]) -> list[MessageRecord]:
+    """Assert one outcome per request, one MsgId per (request, receiver), every message on its queue."""
+    store = world.gateway.store
+    states = {store.get_request(rid).state for rid in request_ids}  # type: ignore[union-attr]
+    assert states == {RequestState.ROUTED} and store.count_requests() == REQUESTS
+    messages = _all_messages(world, request_ids)
+    per_receiver = {(m.request_ref, m.receiver_key) for m in messages}
+    assert len(per_receiver) == len(messages) == 2 * REQUESTS  # a kommune and a fastlege each
+    assert {m.state for m in messages} == {MessageState.SENT}
+    delivered: set[str] = set()
+    for queue in {m.queue.removeprefix(world.settings.queue_prefix) for m in messages}:
+        on_queue = [m for m in messages if m.queue == world.gateway.names.prefixed(queue)]
+        got = world.receiver_deliveries(queue, expect=len(on_queue), timeout=10)
+        got += world.receiver_deliveries(queue, expect=len(on_queue), timeout=1)  # copies, if any
+        delivered |= {d.message_id for d in got if d.message_id}
+    assert delivered == {m.msg_id for m in messages}
+    return messages
+
+
 def test_a_worker_killed_mid_batch_loses_and_duplicates_nothing(
     world: RunningGateway, tmp_path: Path
 ) -> None:
@@ -129,19 +148,7 @@ def test_a_worker_killed_mid_batch_loses_and_duplicates_nothing(
         world, store.count_requests, tmp_path / "worker.log", after=REQUESTS // 4, until=routed_and_sent
     )
 
-    states = {store.get_request(rid).state for rid in request_ids}  # type: ignore[union-attr]
-    assert states == {RequestState.ROUTED} and store.count_requests() == REQUESTS
-    messages = _all_messages(world, request_ids)
-    per_receiver = {(m.request_ref, m.receiver_key) for m in messages}
-    assert len(per_receiver) == len(messages) == 2 * REQUESTS  # a kommune and a fastlege each
-    assert {m.state for m in messages} == {MessageState.SENT}
-    delivered: set[str] = set()
-    for queue in {m.queue.removeprefix(world.settings.queue_prefix) for m in messages}:
-        on_queue = [m for m in messages if m.queue == world.gateway.names.prefixed(queue)]
-        got = world.receiver_deliveries(queue, expect=len(on_queue), timeout=10)
-        got += world.receiver_deliveries(queue, expect=len(on_queue), timeout=1)  # copies, if any
-        delivered |= {d.message_id for d in got if d.message_id}
-    assert delivered == {m.msg_id for m in messages}
+    messages = reconcile_outbound(world, request_ids)
 
     apprecs = [signed_by(world, m.receiver_org_her_id, apprec_for(m)) for m in messages]
     to_inbox(world, *apprecs)

@@ -23,11 +23,14 @@ from edi_gateway.transport.publisher import ConfirmingPublisher, Outgoing
 from edi_gateway.xml.apprec import AppRecSpec, apprec_error, build_apprec
 from edi_gateway.xml.msghead import to_bytes
 from edi_gateway.xml.signing import Signer
-from tests.conftest import data_files
+from tests.conftest import data_files, drop_vhost_connections
 from tests.id_spellings import SAME_VALUE, SIGNABLE, Spelling, respelled
 from tests.services.conftest import (
     RunningGateway,
     example,
+    make_settings,
+    start_gateway,
+    stop_gateway,
 )
 
 HOSPITAL = 8100001
@@ -296,24 +299,33 @@ def test_unclassified_fault_parks_only_the_offending_apprec(running: RunningGate
     assert store.get_message(first.msg_id).state == MessageState.SENT
 
 
-def test_broker_restart_with_apprecs_in_flight_loses_none(start: Callable[..., RunningGateway]) -> None:
-    """AppRecs waiting in the inbox survive a broker restart, and the worker reconnects and acks them all."""
-    import subprocess
-
-    running = start()
-    requests = [example("kommune-only") for _ in range(20)]
-    running.send(*requests)
-    store = running.gateway.store
-    messages = [store.messages_for_request(running.wait_request(r["request_id"]).ref)[0] for r in requests]
-    org = messages[0].receiver_org_her_id
-    apprecs = [signed_by(running, org, apprec_for(m)) for m in messages]
-    to_inbox(running, *apprecs[:10])  # these are in the inbox or being processed when the broker stops
-    subprocess.run(["rabbitmqctl", "-q", "stop_app"], check=True, timeout=60)
-    subprocess.run(["rabbitmqctl", "-q", "start_app"], check=True, timeout=120)
-    subprocess.run(["rabbitmqctl", "-q", "await_startup"], check=True, timeout=120)
-    to_inbox(running, *apprecs[10:])  # the same worker must have reconnected to take these
-    running.wait_for(lambda: store.count_messages(state=MessageState.ACKED) == 20, timeout=120)
-    assert store.count_parked() == 0
+def test_broker_connections_dropped_with_apprecs_in_flight_lose_none(
+    tmp_path: Path, pki_template: Path, sqlite_url: str, queue_prefix: str, own_vhost: tuple[str, str]
+) -> None:
+    """AppRecs waiting in the inbox survive the broker dropping every connection (as a restart does); the
+    worker reconnects by itself and acks them all. Only this test's own vhost is disturbed."""
+    vhost, url = own_vhost
+    settings = make_settings(
+        tmp_path, pki_template, amqp_url=url, database_url=sqlite_url, queue_prefix=queue_prefix
+    )
+    running = start_gateway(settings)
+    try:
+        requests = [example("kommune-only") for _ in range(20)]
+        running.send(*requests)
+        store = running.gateway.store
+        messages = [
+            store.messages_for_request(running.wait_request(r["request_id"]).ref)[0] for r in requests
+        ]
+        org = messages[0].receiver_org_her_id
+        apprecs = [signed_by(running, org, apprec_for(m)) for m in messages]
+        to_inbox(running, *apprecs[:10])  # these are in the inbox or being processed when connections drop
+        drop_vhost_connections(vhost)
+        to_inbox(running, *apprecs[10:])  # the same worker must have reconnected to take these
+        drop_vhost_connections(vhost)
+        running.wait_for(lambda: store.count_messages(state=MessageState.ACKED) == 20, timeout=120)
+        assert store.count_parked() == 0
+    finally:
+        stop_gateway(running)
 
 
 # --- forged sender identities ---------------------------------------------------------------------
