@@ -16,11 +16,13 @@ from __future__ import annotations
 import os
 import socket
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from edi_gateway.domain.events import StatusEvent
+from edi_gateway.errors import TransientError
 from edi_gateway.logging import get_logger
 from edi_gateway.messaging.amqp import queue_consumer
+from edi_gateway.messaging.base import Delivery, Disposition, Handler
 from edi_gateway.messaging.factory import Messaging, open_messaging, served_her_ids
 from edi_gateway.nhn.msh import MshClient
 from edi_gateway.services.acknowledgements import AckDeps, AcknowledgementService
@@ -29,6 +31,7 @@ from edi_gateway.services.context import Gateway
 from edi_gateway.services.delivery_status import DeliveryStatusPoller
 from edi_gateway.services.outbound import OutboundDeps, OutboundService
 from edi_gateway.services.overdue import OverdueSweeper
+from edi_gateway.store import Store
 
 log = get_logger(__name__)
 
@@ -104,7 +107,7 @@ def run_worker(gateway: Gateway, stop: threading.Event, *, ready: threading.Even
             name=f"edi-gateway requests {actor}",
         )
         loops: list[tuple[str, Callable[[], None]]] = [
-            ("inbox", lambda: messaging.inbox.run(acks.handle_batch, stop)),
+            ("inbox", lambda: messaging.inbox.run(store_gate(gateway.store, stop, acks.handle_batch), stop)),
             ("overdue", lambda: sweeper.run(stop)),
         ]
         if messaging.msh is not None:
@@ -125,12 +128,45 @@ def run_worker(gateway: Gateway, stop: threading.Event, *, ready: threading.Even
         )
         if ready is not None:
             ready.set()
-        _guarded("requests", lambda: requests.run(outbound.handle_batch, stop), stop, failures)
+        handle_requests = store_gate(gateway.store, stop, outbound.handle_batch)
+        _guarded("requests", lambda: requests.run(handle_requests, stop), stop, failures)
         for thread in threads:
             thread.join()
     log.info("worker stopped")
     if failures:
         raise failures[0]
+
+
+STORE_WAIT_FIRST_S = 0.5
+STORE_WAIT_MAX_S = 5.0
+
+
+def store_gate(store: Store, stop: threading.Event, handler: Handler) -> Handler:
+    """``handler``, but a batch waits while the database is down instead of being requeued at once.
+
+    Without it each delivery of a batch would come back within milliseconds, be requeued again, and
+    reach the queue's delivery limit (and the dead-letter queue) long before a database restart is
+    over. Holding the batch unacked stops the consumer taking more; the broker keeps the rest. When
+    ``stop`` is set the batch goes to the handler anyway, which requeues what it cannot store.
+    """
+
+    def gated(batch: Sequence[Delivery]) -> Sequence[Disposition]:
+        wait, warned = STORE_WAIT_FIRST_S, False
+        while not stop.is_set():
+            try:
+                store.ping()
+                break
+            except TransientError as exc:
+                if not warned:
+                    log.warning("database unavailable: consuming paused", error=type(exc).__name__)
+                    warned = True
+                stop.wait(wait)
+                wait = min(wait * 2, STORE_WAIT_MAX_S)
+        if warned:
+            log.info("database back: consuming resumed")
+        return handler(batch)
+
+    return gated
 
 
 def delivery_status_poller(gateway: Gateway, messaging: Messaging, actor: str) -> DeliveryStatusPoller:
