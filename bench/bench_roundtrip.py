@@ -63,7 +63,7 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TextIO
+from typing import TextIO, TypeVar
 
 import pika
 import sqlalchemy as sa
@@ -102,6 +102,9 @@ MiB = 1024 * 1024
 
 
 # -- requests --------------------------------------------------------------------------------------
+
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -548,12 +551,15 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    """Run the phases and print the figures."""
-    args = parse_args(argv)
-    home = Path(tempfile.mkdtemp(prefix="edi-roundtrip-"))
-    prefix = f"rt{uuid.uuid4().hex[:8]}."
-    cores = os.cpu_count() or 1
+def run_on_fresh_gateway(args: argparse.Namespace, name: str, body: Callable[[Gateway, ExitStack], T]) -> T:
+    """Run ``body`` on a gateway of its own: a temporary HOME, queue prefix and (on PostgreSQL) database.
+
+    ``args`` brings ``store``, ``postgres_url``, ``amqp_url`` and ``batch_size``. Everything is removed
+    afterwards (``body`` registers its own clean-ups on the stack); on a failure the workers' log tails
+    are shown first.
+    """
+    home = Path(tempfile.mkdtemp(prefix=f"edi-{name}-"))
+    prefix = f"{name[:4]}{uuid.uuid4().hex[:8]}."
     try:
         with ExitStack() as stack:
             database_url = (
@@ -575,12 +581,19 @@ def main(argv: Sequence[str] | None = None) -> None:
             stack.callback(delete_topology, gateway)
             declare_gateway_topology(gateway)
             try:
-                run(args, gateway, stack, cores)
+                return body(gateway, stack)
             except BaseException:
                 _show_worker_logs(home)
                 raise
     finally:
         shutil.rmtree(home, ignore_errors=True)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Run the phases and print the figures."""
+    args = parse_args(argv)
+    cores = os.cpu_count() or 1
+    run_on_fresh_gateway(args, "roundtrip", lambda gateway, stack: run(args, gateway, stack, cores))
 
 
 def run(args: argparse.Namespace, gateway: Gateway, stack: ExitStack, cores: int) -> None:

@@ -43,11 +43,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
-import sys
-import tempfile
 import time
-import uuid
 from collections import Counter
 from collections.abc import Sequence
 from contextlib import ExitStack
@@ -63,25 +59,20 @@ from bench_roundtrip import (
     Patient,
     Phase,
     Workers,
-    _show_worker_logs,
-    delete_topology,
     inbound_phase,
     outbound_settled,
     request_bodies,
     request_outgoing,
     routable_patients,
+    run_on_fresh_gateway,
     signed_apprecs,
     start_process_workers,
-    throwaway_postgres,
     wait_for_consumers,
     wait_until,
 )
 
 from edi_gateway.domain.states import MessageState, RequestState
-from edi_gateway.logging import configure_logging
-from edi_gateway.services.context import Gateway, open_gateway, receiver_queues
-from edi_gateway.services.setup import declare_gateway_topology
-from edi_gateway.settings import Settings
+from edi_gateway.services.context import Gateway, receiver_queues
 from edi_gateway.store import tables
 from edi_gateway.transport.consumer import queue_depth
 from edi_gateway.transport.publisher import ConfirmingPublisher
@@ -326,35 +317,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the waves, print the reconciled figures; return the exit code."""
     args = parse_args(argv)
-    home = Path(tempfile.mkdtemp(prefix="edi-soak-"))
-    prefix = f"soak{uuid.uuid4().hex[:8]}."
-    try:
-        with ExitStack() as stack:
-            database_url = (
-                stack.enter_context(throwaway_postgres(args.postgres_url))
-                if args.store == "postgres"
-                else f"sqlite:///{home / 'edi_gateway.sqlite3'}"
-            )
-            settings = Settings(
-                home=home,
-                amqp_url=args.amqp_url,
-                database_url=database_url,
-                test_mode=True,
-                queue_prefix=prefix,
-                batch_size=args.batch_size,
-            )
-            configure_logging(level="WARNING", stream=sys.stderr)
-            gateway = open_gateway(settings, migrate=True)  # also generates the test PKI
-            stack.callback(gateway.close)
-            stack.callback(delete_topology, gateway)
-            declare_gateway_topology(gateway)
-            try:
-                return soak(args, gateway, stack)
-            except BaseException:
-                _show_worker_logs(home)
-                raise
-    finally:
-        shutil.rmtree(home, ignore_errors=True)
+    return run_on_fresh_gateway(args, "soak", lambda gateway, stack: soak(args, gateway, stack))
 
 
 def soak(args: argparse.Namespace, gateway: Gateway, stack: ExitStack) -> int:

@@ -12,10 +12,8 @@ from pathlib import Path
 import pytest
 
 from edi_gateway.domain.states import MessageState
-from edi_gateway.services.context import open_gateway
-from edi_gateway.services.setup import declare_gateway_topology
 from tests.conftest import drop_vhost_connections
-from tests.faults.test_kill_worker import REQUESTS, _start_worker, _wait, reconcile_outbound
+from tests.faults.helpers import REQUESTS, gateway_set_up, reconcile_outbound, start_worker, wait_until
 from tests.services.conftest import RunningGateway, example, make_settings
 from tests.services.test_acknowledgements import apprec_for, signed_by, to_inbox
 
@@ -31,12 +29,9 @@ def world(
     settings = make_settings(
         tmp_path, pki_template, amqp_url=url, database_url=database_url, queue_prefix=queue_prefix
     )
-    gateway = open_gateway(settings, migrate=True)
-    declare_gateway_topology(gateway)
-    try:
-        yield RunningGateway(gateway, settings, events_queue=f"{queue_prefix}unused"), vhost
-    finally:
-        gateway.close()
+    # The vhost goes with its queues: nothing to delete one by one.
+    with gateway_set_up(settings, clean_queues=False) as running:
+        yield running, vhost
 
 
 def test_dropped_broker_connections_mid_stream_lose_and_duplicate_nothing(
@@ -47,14 +42,14 @@ def test_dropped_broker_connections_mid_stream_lose_and_duplicate_nothing(
     store = running.gateway.store
     requests = [example("kommune-and-fastlege") for _ in range(REQUESTS)]
     request_ids = [r["request_id"] for r in requests]
-    worker = _start_worker(running.settings, tmp_path / "worker.log")
+    worker = start_worker(running.settings, tmp_path / "worker.log")
     try:
         running.send(*requests)
-        _wait(lambda: store.count_requests() >= REQUESTS // 4, 60, "the worker got going")
+        wait_until(lambda: store.count_requests() >= REQUESTS // 4, 60, "the worker got going")
         drop_vhost_connections(vhost)
-        _wait(lambda: store.count_requests() >= REQUESTS // 2, 60, "the worker went on")
+        wait_until(lambda: store.count_requests() >= REQUESTS // 2, 60, "the worker went on")
         drop_vhost_connections(vhost)
-        _wait(
+        wait_until(
             lambda: store.count_requests() == REQUESTS and store.count_messages(MessageState.QUEUED) == 0,
             120,
             "every request routed and sent",
@@ -62,9 +57,13 @@ def test_dropped_broker_connections_mid_stream_lose_and_duplicate_nothing(
         messages = reconcile_outbound(running, request_ids)
 
         to_inbox(running, *[signed_by(running, m.receiver_org_her_id, apprec_for(m)) for m in messages])
-        _wait(lambda: store.count_messages(MessageState.ACKED) >= len(messages) // 4, 60, "AppRecs applied")
+        wait_until(
+            lambda: store.count_messages(MessageState.ACKED) >= len(messages) // 4, 60, "AppRecs applied"
+        )
         drop_vhost_connections(vhost)
-        _wait(lambda: store.count_messages(MessageState.ACKED) == len(messages), 120, "every message acked")
+        wait_until(
+            lambda: store.count_messages(MessageState.ACKED) == len(messages), 120, "every message acked"
+        )
         assert all(len(store.apprecs_for_message(m.msg_id)) == 1 for m in messages)
         assert store.count_parked() == 0
         assert worker.poll() is None, "the worker exited instead of reconnecting"

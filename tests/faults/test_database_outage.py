@@ -15,11 +15,9 @@ import pytest
 import sqlalchemy as sa
 
 from edi_gateway.domain.states import MessageState
-from edi_gateway.services.context import open_gateway
-from edi_gateway.services.setup import declare_gateway_topology
 from edi_gateway.transport.consumer import queue_depth
-from tests.faults.test_kill_worker import REQUESTS, _start_worker, _wait, reconcile_outbound
-from tests.services.conftest import RunningGateway, cleanup_gateway, example, make_settings
+from tests.faults.helpers import REQUESTS, gateway_set_up, reconcile_outbound, start_worker, wait_until
+from tests.services.conftest import RunningGateway, example, make_settings
 
 pytestmark = [pytest.mark.rabbitmq, pytest.mark.postgres, pytest.mark.faults]
 
@@ -34,14 +32,8 @@ def world(
     settings = make_settings(
         tmp_path, pki_template, amqp_url=amqp_url, database_url=postgres_url, queue_prefix=queue_prefix
     )
-    gateway = open_gateway(settings, migrate=True)
-    declare_gateway_topology(gateway)
-    running = RunningGateway(gateway, settings, events_queue=f"{queue_prefix}unused")
-    try:
+    with gateway_set_up(settings) as running:
         yield running
-    finally:
-        gateway.close()
-        cleanup_gateway(running)
 
 
 def _allow_connections(postgres_server_url: str, database: str, allowed: bool) -> None:
@@ -69,11 +61,11 @@ def test_a_database_outage_pauses_the_worker_and_loses_nothing(
     assert database is not None
     requests = [example("kommune-and-fastlege") for _ in range(REQUESTS)]
     request_ids = [r["request_id"] for r in requests]
-    worker = _start_worker(world.settings, tmp_path / "worker.log")
+    worker = start_worker(world.settings, tmp_path / "worker.log")
     try:
-        _wait(lambda: store.count_requests() == 0, 30, "the worker's schema in place")
+        wait_until(lambda: store.count_requests() == 0, 30, "the worker's schema in place")
         world.send(*requests[: REQUESTS // 2])
-        _wait(lambda: store.count_requests() >= REQUESTS // 8, 60, "the worker got going")
+        wait_until(lambda: store.count_requests() >= REQUESTS // 8, 60, "the worker got going")
         _allow_connections(postgres_server_url, database, allowed=False)
         try:
             world.send(*requests[REQUESTS // 2 :])  # these arrive while the database is away
@@ -81,7 +73,7 @@ def test_a_database_outage_pauses_the_worker_and_loses_nothing(
             assert worker.poll() is None, "the worker died instead of waiting for the database"
         finally:
             _allow_connections(postgres_server_url, database, allowed=True)
-        _wait(
+        wait_until(
             lambda: store.count_requests() == REQUESTS and store.count_messages(MessageState.QUEUED) == 0,
             120,
             "every request routed and sent after the outage",
