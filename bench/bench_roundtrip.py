@@ -57,16 +57,16 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TextIO, TypeVar
 
 import pika
-import sqlalchemy as sa
+from bench_store import scratch_postgres
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from lxml import etree
@@ -391,11 +391,16 @@ def outbound_phase(gateway: Gateway, bodies: Sequence[tuple[str, bytes]], timeou
     outgoing = [request_outgoing(gateway, rid, body) for rid, body in bodies]
     with ConfirmingPublisher(gateway.settings.amqp_url, name="bench epr") as publisher:
         t0 = time.perf_counter()
-        errors = publisher.publish_many(outgoing, timeout=120)
-        if any(errors):
-            raise SystemExit(f"{sum(1 for e in errors if e)} requests were not confirmed by the broker")
+        publish_confirmed(publisher, outgoing, "requests")
         done = wait_until("every message sent", outbound_settled(gateway, len(bodies)), timeout)
     return Phase(gateway.store.count_messages(MessageState.SENT), done - t0)
+
+
+def publish_confirmed(publisher: ConfirmingPublisher, outgoing: Sequence[Outgoing], what: str) -> None:
+    """Publish and wait for every confirm; stop the benchmark if the broker did not take them all."""
+    errors = publisher.publish_many(outgoing, timeout=120)
+    if any(errors):
+        raise SystemExit(f"{sum(1 for e in errors if e)} {what} were not confirmed by the broker")
 
 
 def inbound_phase(gateway: Gateway, apprecs: Sequence[bytes], timeout: float) -> Phase:
@@ -405,9 +410,7 @@ def inbound_phase(gateway: Gateway, apprecs: Sequence[bytes], timeout: float) ->
     outgoing = [apprec_outgoing(gateway, body) for body in apprecs]
     with ConfirmingPublisher(gateway.settings.amqp_url, name="bench receivers") as publisher:
         t0 = time.perf_counter()
-        errors = publisher.publish_many(outgoing, timeout=120)
-        if any(errors):
-            raise SystemExit(f"{sum(1 for e in errors if e)} AppRecs were not confirmed by the broker")
+        publish_confirmed(publisher, outgoing, "AppRecs")
         done = wait_until(
             "every message acked",
             lambda: store.count_messages(MessageState.ACKED) + store.count_parked() >= expected,
@@ -482,21 +485,6 @@ def percentile(values: Sequence[float], p: float) -> float:
 # -- database and broker lifetime ------------------------------------------------------------------
 
 
-@contextmanager
-def throwaway_postgres(server_url: str) -> Iterator[str]:
-    """A fresh PostgreSQL database (as the tests' ``postgres_url`` fixture makes one), dropped after."""
-    name = f"edi_rt_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(server_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield sa.make_url(server_url).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-
-
 def delete_topology(gateway: Gateway) -> None:
     """Delete every queue and the exchange this run declared (all under its own prefix)."""
     settings, names = gateway.settings, gateway.names
@@ -563,7 +551,7 @@ def run_on_fresh_gateway(args: argparse.Namespace, name: str, body: Callable[[Ga
     try:
         with ExitStack() as stack:
             database_url = (
-                stack.enter_context(throwaway_postgres(args.postgres_url))
+                stack.enter_context(scratch_postgres(args.postgres_url))
                 if args.store == "postgres"
                 else f"sqlite:///{home / 'edi_gateway.sqlite3'}"
             )

@@ -61,6 +61,7 @@ from bench_roundtrip import (
     Workers,
     inbound_phase,
     outbound_settled,
+    publish_confirmed,
     request_bodies,
     request_outgoing,
     routable_patients,
@@ -102,9 +103,7 @@ def outbound_wave(gateway: Gateway, bodies: Sequence[tuple[str, bytes]], timeout
     outgoing = [request_outgoing(gateway, rid, body) for rid, body in bodies]
     with ConfirmingPublisher(gateway.settings.amqp_url, name="soak epr") as publisher:
         t0 = time.perf_counter()
-        errors = publisher.publish_many(outgoing, timeout=120)
-        if any(errors):
-            raise SystemExit(f"{sum(1 for e in errors if e)} requests were not confirmed by the broker")
+        publish_confirmed(publisher, outgoing, "requests")
         done = wait_until(
             "every message of the wave sent",
             outbound_settled(gateway, requests_before + len(bodies)),

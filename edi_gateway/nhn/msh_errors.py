@@ -31,6 +31,7 @@ from typing import Final
 import httpx
 
 from edi_gateway.errors import TransportRefused, TransportUnavailable
+from edi_gateway.nhn.capped import read_capped
 from edi_gateway.nhn.msh_answers import Malformed, loads, text_or_none
 
 __all__ = [
@@ -73,24 +74,6 @@ class HttpAnswer:
     status: int
     headers: httpx.Headers
     body: bytes | None  # None: larger than the limit, not read to the end
-
-
-def read_capped(response: httpx.Response, limit: int) -> bytes | None:
-    """The body, read as a stream; None as soon as it is known to exceed ``limit`` bytes."""
-    declared = response.headers.get("Content-Length")
-    if (
-        declared is not None
-        and declared.strip().isascii()
-        and declared.strip().isdigit()
-        and int(declared) > limit
-    ):
-        return None
-    body = bytearray()
-    for chunk in response.iter_bytes():
-        body += chunk
-        if len(body) > limit:
-            return None
-    return bytes(body)
 
 
 # --- errors -------------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ import httpx
 from pydantic import BaseModel, ValidationError
 
 from edi_gateway.errors import RegisterRefused, RegisterUnavailable
+from edi_gateway.nhn.capped import read_capped
 
 __all__ = ["check_status", "malformed", "path_template", "read_limited", "validated"]
 
@@ -37,15 +38,10 @@ def check_status(status: int, method: str, path: str) -> None:
 
 
 def read_limited(response: httpx.Response, limit: int, path: str) -> bytes:
-    declared = response.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise malformed(f"{path_template(path)} answered {declared} bytes, over the limit of {limit}")
-    body = bytearray()
-    for chunk in response.iter_bytes():
-        body += chunk
-        if len(body) > limit:
-            raise malformed(f"{path_template(path)} answered more than {limit} bytes")
-    return bytes(body)
+    body = read_capped(response, limit)
+    if body is None:
+        raise malformed(f"{path_template(path)} answered more than the limit of {limit} bytes")
+    return body
 
 
 def validated(model: type[_M], data: object, path: str) -> _M:

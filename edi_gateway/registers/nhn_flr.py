@@ -43,6 +43,7 @@ from lxml import etree
 
 from edi_gateway.errors import RegisterRefused, RegisterUnavailable, XmlRejected
 from edi_gateway.logging import get_logger
+from edi_gateway.nhn.capped import read_capped
 from edi_gateway.registers.base import AddressRegister, GpAssignment
 from edi_gateway.registers.nhn_ar import check_service_url
 from edi_gateway.settings import ConfigurationError
@@ -381,15 +382,10 @@ class NhnFastlegeRegister:
 
     def _read_limited(self, response: httpx.Response) -> bytes:
         limit = self._config.max_response_bytes
-        declared = response.headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > limit:
-            raise _malformed(f"the answer is {declared} bytes, over the limit of {limit}")
-        body = bytearray()
-        for chunk in response.iter_bytes():
-            body += chunk
-            if len(body) > limit:
-                raise _malformed(f"the answer is more than {limit} bytes")
-        return bytes(body)
+        body = read_capped(response, limit)
+        if body is None:
+            raise _malformed(f"the answer is more than the limit of {limit} bytes")
+        return body
 
 
 def _fault_or_none(body: bytes, max_bytes: int) -> SoapFault | None:
