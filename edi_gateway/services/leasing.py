@@ -34,7 +34,8 @@ def run_with_lease(
         while not stop.wait(interval_s):
             try:
                 held = store.acquire_lease(name, holder, interval_s * ROUNDS_PER_LEASE)
-                if held:
+                # A holder stopping hands the lease over at once: never start the job once told to stop.
+                if held and not stop.is_set():
                     job()
             except TransientError as exc:
                 log.warning("periodic job skipped", job=name, error=type(exc).__name__)
