@@ -110,6 +110,30 @@ def overdue_actions(
     return actions
 
 
+def sweep_cutoff(
+    now: datetime, *, deadline: timedelta, resend_after: timedelta | None, max_resends: int
+) -> datetime:
+    """Return the latest first send for which :func:`overdue_actions` can act at ``now``.
+
+    A message is marked overdue ``deadline`` after its first send and resent ``resend_after`` after
+    its latest send, which is never before its first. So nothing first sent after
+    ``now - min(deadline, resend_after)`` is due yet, and the sweep need not read it.
+
+    Args:
+        now: the current time, timezone-aware.
+        deadline: how long a receiver has to answer.
+        resend_after: time after the latest send before a transport resend; None turns resend off.
+        max_resends: the most transport resends per message (0 turns resend off too).
+
+    Raises:
+        ValueError: as :func:`overdue_actions`.
+    """
+    _check_sweep_arguments(now, deadline, resend_after, max_resends)
+    if resend_after is None or max_resends == 0:
+        return now - deadline
+    return now - min(deadline, resend_after)
+
+
 def _check_sweep_arguments(
     now: datetime, deadline: timedelta, resend_after: timedelta | None, max_resends: int
 ) -> None:

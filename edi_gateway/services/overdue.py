@@ -15,11 +15,13 @@ from datetime import UTC, datetime, timedelta
 
 from edi_gateway.domain.events import StatusEvent, alert_json
 from edi_gateway.domain.overdue import (
+    OverdueAction,
     OverdueKind,
     PendingMessage,
     ReceiverHealth,
     on_overdue,
     overdue_actions,
+    sweep_cutoff,
 )
 from edi_gateway.domain.states import MessageState
 from edi_gateway.errors import Problem
@@ -28,12 +30,15 @@ from edi_gateway.messaging.delivering import delivery_transition, envelope_of
 from edi_gateway.services.acknowledgements import AckDeps, transport_of
 from edi_gateway.services.announce import alert_outgoing, status_outgoing
 from edi_gateway.services.leasing import run_with_lease
+from edi_gateway.settings import Settings
 from edi_gateway.store.records import MessageRecord, Transition
 
 log = get_logger(__name__)
 
 LEASE = "overdue_sweep"
 OVERDUE_PROBLEM = Problem("apprec.overdue", "No AppRec from the receiver by the deadline.")
+PAGE_SIZE = 500
+"""Messages judged per page: a page's lean rows and the whole rows of what it acts on are held at once."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,60 +50,144 @@ class SweepResult:
     alerts: int = 0
 
 
+@dataclass(frozen=True, slots=True)
+class _Rules:
+    """The settings the sweep judges by, read once per sweep."""
+
+    deadline: timedelta
+    resend_after: timedelta | None
+    max_resends: int
+
+    @classmethod
+    def of(cls, settings: Settings) -> _Rules:
+        resend_after = timedelta(seconds=settings.resend_after_s) if settings.resend_after_s else None
+        return cls(timedelta(seconds=settings.apprec_deadline_s), resend_after, settings.max_resends)
+
+    def cutoff(self, now: datetime) -> datetime:
+        return sweep_cutoff(
+            now, deadline=self.deadline, resend_after=self.resend_after, max_resends=self.max_resends
+        )
+
+    def actions(self, page: list[PendingMessage], now: datetime) -> list[OverdueAction]:
+        return overdue_actions(
+            page,
+            now=now,
+            deadline=self.deadline,
+            resend_after=self.resend_after,
+            max_resends=self.max_resends,
+        )
+
+
 class OverdueSweeper:
     """Finds messages past their AppRec deadline and acts on them."""
 
-    def __init__(self, deps: AckDeps, *, clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+    def __init__(
+        self,
+        deps: AckDeps,
+        *,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        page_size: int = PAGE_SIZE,
+    ) -> None:
+        if page_size < 1:
+            raise ValueError("page_size must be at least 1")
         self._d = deps
         self._clock = clock
+        self._page_size = page_size
         self._transport = transport_of(deps)
 
     def sweep(self) -> SweepResult:
-        """Run one sweep: resend what is due for a resend, mark overdue what is past its deadline."""
-        settings, store = self._d.settings, self._d.store
+        """Run one sweep: resend what is due for a resend, mark overdue what is past its deadline.
+
+        Every ``sent`` message first sent early enough for anything to be due is judged, a page at a
+        time; a page's actions are stored and announced before the next page is read.
+        """
         now = self._clock()
-        pending = {m.msg_id: m for m in store.messages_for_overdue(limit=1000)}
-        actions = overdue_actions(
-            [_pending(m) for m in pending.values()],
-            now=now,
-            deadline=timedelta(seconds=settings.apprec_deadline_s),
-            resend_after=timedelta(seconds=settings.resend_after_s) if settings.resend_after_s else None,
-            max_resends=settings.max_resends,
-        )
-        resend = [pending[a.msg_id] for a in actions if a.kind is OverdueKind.RESEND]
-        overdue = [(pending[a.msg_id], a.reason) for a in actions if a.kind is OverdueKind.MARK_OVERDUE]
+        rules = _Rules.of(self._d.settings)
+        cutoff = rules.cutoff(now)
+        marked: list[str] = []
+        resent: list[str] = []
+        alerts = 0
+        after: tuple[datetime, str] | None = None
+        while True:
+            page = self._d.store.pending_for_overdue(first_sent_by=cutoff, after=after, limit=self._page_size)
+            done = self._sweep_page(rules.actions(page, now), now)
+            marked += done.marked_overdue
+            resent += done.resent
+            alerts += done.alerts
+            if len(page) < self._page_size:
+                return SweepResult(tuple(marked), tuple(resent), alerts)
+            # A resent message keeps its first send, so the next page starts after it all the same.
+            after = (page[-1].first_sent_at, page[-1].msg_id)
+
+    def _sweep_page(self, actions: list[OverdueAction], now: datetime) -> SweepResult:
+        """Resend and mark overdue what one page's actions say, in one transaction; then announce."""
+        resend, overdue = self._acted_on(actions)
         transitions = self._resend(resend)
-        health: dict[int, ReceiverHealth] = dict(
-            store.receiver_health({m.receiver_org_her_id for m, _ in overdue})
+        marks, health, alerts = self._mark_overdue(overdue, now)
+        transitions += marks
+        if not transitions:
+            return SweepResult()
+        changed = set(
+            self._d.store.save_acknowledgements(
+                apprecs=[], parked=[], transitions=transitions, health=health, actor=self._d.actor
+            )
         )
-        alerts = []
+        marked = [m for m, _ in overdue if m.msg_id in changed]
+        self._announce(marked, alerts, now)
+        result = SweepResult(
+            tuple(m.msg_id for m in marked),
+            tuple(m.msg_id for m in resend if m.msg_id in changed),
+            len(alerts),
+        )
+        if result.marked_overdue or result.resent:
+            log.info(
+                "overdue sweep",
+                overdue=list(result.marked_overdue),
+                resent=list(result.resent),
+                alerts=len(alerts),
+            )
+        return result
+
+    def _acted_on(
+        self, actions: list[OverdueAction]
+    ) -> tuple[list[MessageRecord], list[tuple[MessageRecord, str]]]:
+        """The whole rows to resend, and to mark overdue with the reason, of the messages still ``sent``.
+
+        Only these need more than the page's lean rows: the signed bytes for a resend, the receiver
+        and request for an overdue event. An AppRec may have answered one since the page was read.
+        """
+        if not actions:
+            return [], []
+        loaded = self._d.store.get_messages([a.msg_id for a in actions])
+        rows = {msg_id: m for msg_id, m in loaded.items() if m.state is MessageState.SENT}
+        resend = [rows[a.msg_id] for a in actions if a.kind is OverdueKind.RESEND and a.msg_id in rows]
+        overdue = [
+            (rows[a.msg_id], a.reason)
+            for a in actions
+            if a.kind is OverdueKind.MARK_OVERDUE and a.msg_id in rows
+        ]
+        return resend, overdue
+
+    def _mark_overdue(
+        self, overdue: list[tuple[MessageRecord, str]], now: datetime
+    ) -> tuple[list[Transition], list[ReceiverHealth], list[dict[str, object]]]:
+        """The sent → overdue transitions, the receivers' new health, and the quiet alerts that raises."""
+        if not overdue:
+            return [], [], []
+        threshold = self._d.settings.quiet_threshold
+        health = dict(self._d.store.receiver_health({m.receiver_org_her_id for m, _ in overdue}))
+        transitions, alerts = [], []
         for message, reason in overdue:
             transitions.append(
                 Transition(message.msg_id, MessageState.OVERDUE, reason, expected_from=MessageState.SENT)
             )
             receiver = message.receiver_org_her_id
             health[receiver], alert = on_overdue(
-                health.get(receiver) or ReceiverHealth(receiver), threshold=settings.quiet_threshold
+                health.get(receiver) or ReceiverHealth(receiver), threshold=threshold
             )
             if alert is not None:
                 alerts.append(alert_json(alert.kind.value, alert.reason, now, her_id=alert.her_id))
-        if not transitions:
-            return SweepResult()
-        changed = set(
-            store.save_acknowledgements(
-                apprecs=[],
-                parked=[],
-                transitions=transitions,
-                health=list(health.values()),
-                actor=self._d.actor,
-            )
-        )
-        marked = tuple(m.msg_id for m, _ in overdue if m.msg_id in changed)
-        self._announce([pending[msg_id] for msg_id in marked], alerts, now)
-        result = SweepResult(marked, tuple(m.msg_id for m in resend if m.msg_id in changed), len(alerts))
-        if marked or result.resent:
-            log.info("overdue sweep", overdue=list(marked), resent=list(result.resent), alerts=len(alerts))
-        return result
+        return transitions, list(health.values()), alerts
 
     def _resend(self, messages: list[MessageRecord]) -> list[Transition]:
         """Send the stored bytes again (same MsgId); an accepted resend is a sent → sent transition."""
@@ -122,13 +211,13 @@ class OverdueSweeper:
         return [change for change in changes if change is not None]
 
     def _announce(self, marked: list[MessageRecord], alerts: list[dict[str, object]], now: datetime) -> None:
+        request_ids = self._d.store.request_ids_of([m.msg_id for m in marked]) if marked else {}
         outgoing = []
         for m in marked:
-            request = self._d.store.get_request_by_ref(m.request_ref)
             event = StatusEvent(
                 MessageState.OVERDUE.value,
                 now,
-                request.request_id if request else None,
+                request_ids.get(m.msg_id),
                 m.msg_id,
                 m.receiver_her_id,
                 m.receiver_kind,
@@ -153,8 +242,3 @@ class OverdueSweeper:
             self.sweep,
             stop,
         )
-
-
-def _pending(m: MessageRecord) -> PendingMessage:
-    sent_at = m.sent_at or m.updated_at
-    return PendingMessage(m.msg_id, MessageState(m.state), sent_at, m.first_sent_at or sent_at, m.resends)

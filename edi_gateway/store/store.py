@@ -22,6 +22,7 @@ from alembic.config import Config
 from sqlalchemy import exc
 
 from edi_gateway.domain.model import ReceiverKind
+from edi_gateway.domain.overdue import PendingMessage
 from edi_gateway.domain.states import MessageState, RequestState
 from edi_gateway.store import rows
 from edi_gateway.store.acks import AcknowledgementStore
@@ -298,12 +299,12 @@ class Store(QueryStore, OperatorStore, AcknowledgementStore, ParkedStore, Delive
         after: tuple[datetime, str] | None = None,
         limit: int = 1000,
     ) -> list[MessageRecord]:
-        """Return messages waiting for an AppRec, by first send, oldest first (for the overdue sweep).
+        """Return whole messages waiting for an AppRec (signed bytes too), by first send, oldest first.
 
-        Messages never confirmed sent (no ``first_sent_at``) are not listed. The sweep turns each
-        into a ``domain.overdue.PendingMessage`` and asks ``overdue_actions``; a message it resends
-        stays in ``sent`` with the same first send, so a sweep over more than ``limit`` messages
-        pages on with ``after`` instead of asking for the first page again.
+        Messages never confirmed sent (no ``first_sent_at``) are not listed. The overdue sweep reads
+        the lean ``pending_for_overdue`` instead. A resent message stays in ``sent`` with the same
+        first send, so a reader of more than ``limit`` messages pages on with ``after`` instead of
+        asking for the first page again.
 
         Args:
             states: the states wanted (``sent``; ``overdue`` too when a report wants them).
@@ -325,6 +326,44 @@ class Store(QueryStore, OperatorStore, AcknowledgementStore, ParkedStore, Delive
                 sa.or_(first_sent > at, sa.and_(first_sent == at, messages.c.msg_id > after[1]))
             )
         return self._messages(query.order_by(first_sent, messages.c.msg_id).limit(limit))
+
+    def pending_for_overdue(
+        self, *, first_sent_by: datetime, after: tuple[datetime, str] | None = None, limit: int = 500
+    ) -> list[PendingMessage]:
+        """Return what the overdue sweep judges of each ``sent`` message, by first send, oldest first.
+
+        Only the columns ``domain.overdue.overdue_actions`` reads, never the signed bytes: the sweep
+        reads every page of these and loads whole rows only for the messages it acts on. A sent
+        message without a ``sent_at`` (none should lack it) counts as sent when it last changed.
+
+        Args:
+            first_sent_by: only messages first sent at or before this instant
+                (``domain.overdue.sweep_cutoff``: nothing younger is due).
+            after: ``(first_sent_at, msg_id)`` of the last message of the previous page.
+            limit: at most this many.
+
+        Raises:
+            StoreUnavailable: the database cannot be reached.
+        """
+        m = messages.c
+        query = sa.select(m.msg_id, m.state, m.sent_at, m.updated_at, m.first_sent_at, m.resends).where(
+            m.state == MessageState.SENT.value,
+            m.first_sent_at.is_not(None),
+            m.first_sent_at <= rows.aware(first_sent_by, "first_sent_by"),
+        )
+        if after is not None:
+            at = rows.aware(after[0], "after")
+            query = query.where(
+                sa.or_(m.first_sent_at > at, sa.and_(m.first_sent_at == at, m.msg_id > after[1]))
+            )
+        query = query.order_by(m.first_sent_at, m.msg_id).limit(limit)
+        with self._read() as conn:
+            return [
+                PendingMessage(
+                    r.msg_id, MessageState(r.state), r.sent_at or r.updated_at, r.first_sent_at, r.resends
+                )
+                for r in conn.execute(query)
+            ]
 
     def events_for_request(self, request_ref: str) -> list[EventRecord]:
         """Return the events of a request and of its messages, in time order."""

@@ -21,6 +21,7 @@ from edi_gateway.domain.overdue import (
     on_apprec,
     on_overdue,
     overdue_actions,
+    sweep_cutoff,
 )
 from edi_gateway.domain.states import MessageState
 
@@ -204,6 +205,56 @@ def test_sweeps_mark_once_and_never_overspend_resends(
     )
     assert len(resends) <= max_resends and all(at < marks[0] for at in resends)
     assert resend_h is not None or not resends
+
+
+@pytest.mark.parametrize(
+    ("resend_after", "max_resends", "cutoff"),
+    [
+        pytest.param(None, 0, T0 - 4 * DAY, id="deadline-only"),
+        pytest.param(DAY, 2, T0 - DAY, id="resend-sooner"),
+        pytest.param(DAY, 0, T0 - 4 * DAY, id="resend-with-none-allowed"),
+        pytest.param(10 * DAY, 2, T0 - 4 * DAY, id="deadline-sooner"),
+    ],
+)
+def test_sweep_cutoff_is_the_sooner_of_deadline_and_resend(
+    resend_after: timedelta | None, max_resends: int, cutoff: datetime
+) -> None:
+    """The sweep reads messages first sent by now minus the deadline, or the resend time when sooner."""
+    assert (
+        sweep_cutoff(T0, deadline=STANDARD_ACK_DEADLINE, resend_after=resend_after, max_resends=max_resends)
+        == cutoff
+    )
+
+
+@given(
+    deadline_h=st.integers(min_value=1, max_value=200),
+    resend_h=st.none() | st.integers(min_value=1, max_value=200),
+    max_resends=st.integers(min_value=0, max_value=3),
+    first_after_cutoff_s=st.integers(min_value=1, max_value=400 * 3600),
+    resent_s=st.integers(min_value=0, max_value=400 * 3600),
+    resends=st.integers(min_value=0, max_value=3),
+)
+def test_nothing_first_sent_after_the_cutoff_is_due(
+    deadline_h: int,
+    resend_h: int | None,
+    max_resends: int,
+    first_after_cutoff_s: int,
+    resent_s: int,
+    resends: int,
+) -> None:
+    """A message first sent after the cutoff gets no action, whatever its resends: the sweep may skip it."""
+    deadline = timedelta(hours=deadline_h)
+    resend_after = None if resend_h is None else timedelta(hours=resend_h)
+    now = T0 + 30 * DAY
+    cutoff = sweep_cutoff(now, deadline=deadline, resend_after=resend_after, max_resends=max_resends)
+    first = cutoff + timedelta(seconds=first_after_cutoff_s)
+    message = pending(sent_at=first + timedelta(seconds=resent_s), first=first, resends=resends)
+    assert (
+        overdue_actions(
+            [message], now=now, deadline=deadline, resend_after=resend_after, max_resends=max_resends
+        )
+        == []
+    )
 
 
 # --- Quiet receivers ---------------------------------------------------------------------------

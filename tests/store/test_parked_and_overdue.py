@@ -152,6 +152,32 @@ def test_messages_for_overdue_lists_sent_messages_by_first_send(
     assert store.messages_for_overdue(states=[]) == []
 
 
+def test_pending_for_overdue_pages_lean_sent_messages_first_sent_by_the_cutoff(
+    store: Store, build: Builder, clock: FakeClock
+) -> None:
+    """The sweep's lean list: sent only, first sent at or before the cutoff, by first send, in pages."""
+    outcomes = [build.routed() for _ in range(5)]
+    store.save_outcomes(outcomes, actor=ACTOR)
+    a, b, c, young, never = (o.messages[0].msg_id for o in outcomes)
+    for msg_id in (a, b, c, young):
+        clock.advance(minutes=1)
+        store.transition_messages([Transition(msg_id, MessageState.SENT, "confirmed")], actor=ACTOR)
+    cutoff = store.get_message(c).first_sent_at  # type: ignore[union-attr]
+    assert cutoff is not None
+    resent_at = clock.advance(hours=1)
+    resend = Transition(a, MessageState.SENT, "resend 1", count_resend=True)
+    store.transition_messages([resend, Transition(b, MessageState.OVERDUE, "no AppRec")], actor=ACTOR)
+
+    listed = store.pending_for_overdue(first_sent_by=cutoff)
+    assert [p.msg_id for p in listed] == [a, c]  # c exactly at the cutoff; b overdue, young too young
+    assert listed[0] == PendingMessage(a, MessageState.SENT, resent_at, cutoff - timedelta(minutes=2), 1)
+    first = store.pending_for_overdue(first_sent_by=cutoff, limit=1)
+    assert [p.msg_id for p in first] == [a]
+    after = (first[0].first_sent_at, first[0].msg_id)
+    assert [p.msg_id for p in store.pending_for_overdue(first_sent_by=cutoff, after=after)] == [c]
+    assert never not in {p.msg_id for p in store.pending_for_overdue(first_sent_by=clock.now)}
+
+
 def test_the_sweep_can_judge_what_the_store_lists(store: Store, build: Builder, clock: FakeClock) -> None:
     """Listed records become PendingMessages that overdue_actions marks overdue at the deadline."""
     outcome = build.routed()
