@@ -144,6 +144,24 @@ class Settings(BaseSettings):
     quiet_threshold: int = Field(
         default=3, ge=1, description="Overdue messages in a row after which a receiver counts as gone quiet."
     )
+    operator_action_interval_s: float = Field(
+        default=0.5,
+        gt=0,
+        description="How often each worker looks for operator actions (replays) recorded by the web UI "
+        "or API; the web process never publishes, a worker carries them out.",
+    )
+    operator_action_stale_s: float = Field(
+        default=300.0,
+        gt=0,
+        description="An operator action a worker claimed but has not finished after this many seconds "
+        "(the worker died) is marked failed, never carried out twice.",
+    )
+    web_action_wait_s: float = Field(
+        default=10.0,
+        ge=0,
+        description="How long a web or API replay waits for a worker's outcome before answering "
+        "'pending' (the outcome then shows on the message page).",
+    )
     web_secure_cookie: bool = Field(
         default=False,
         description="Force the web UI's session cookie Secure (browsers then send it over HTTPS only) "

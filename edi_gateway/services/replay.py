@@ -107,6 +107,81 @@ class DeliveryDeferred(TransientError):
     """The transport could not take a replayed message now; try the replay again later."""
 
 
+class ReplayPlanner:
+    """What a replay would start from and do, read from the store and registers only (never publishes).
+
+    The web process uses it for the dry run; ``ReplayService`` uses it to find a message's request.
+    """
+
+    def __init__(self, gateway: Gateway) -> None:
+        """Read through ``gateway``'s store, settings, registers and rules."""
+        self._g = gateway
+
+    def original_request(self, message: MessageRecord) -> RequestV1:
+        """Return the request a message was built from: an earlier edit's body, else the stored request."""
+        made_by = self._g.store.replay_that_made(message.msg_id)
+        if made_by is not None and made_by.request_body is not None:
+            return self.parse(made_by.request_body, JSON)
+        request = self._g.store.get_request_by_ref(message.request_ref)
+        if request is None:
+            raise MessageNotFound(message.msg_id)
+        if is_xml(request.content_type):
+            raise ReplayRefused(
+                "the EPR built this MsgHead itself, so the gateway cannot rebuild it: resend it, or ask "
+                "the EPR for a corrected message"
+            )
+        return self.parse(request.body, request.content_type)
+
+    def parse(self, body: bytes, content_type: str) -> RequestV1:
+        """Parse a stored or edited request as intake would (size limit, test-mode rules)."""
+        settings = self._g.settings
+        return parse_request(
+            body,
+            content_type=content_type,
+            max_bytes=settings.max_request_bytes,
+            test_mode=settings.test_mode,
+        )
+
+    def plan_by_filter(self, f: queries.MessageFilter, kind: ReplayKind) -> list[tuple[str, str]]:
+        """Say what ``replay_by_filter`` would do to each message the filter finds; change nothing.
+
+        Raises:
+            ReplayRefused: kind ``edit`` (an edit is made for one message at a time).
+        """
+        kind = filter_kind(kind)
+        page = queries.list_messages(self._g.store, f)
+        plans = []
+        for row in page.rows:
+            message = self._g.store.get_message(row.msg_id)
+            if message is not None:
+                plans.append((row.msg_id, self._plan_one(message, kind)))
+        return plans
+
+    def _plan_one(self, message: MessageRecord, kind: ReplayKind) -> str:
+        try:
+            if kind is ReplayKind.RESEND:
+                _check_resendable(message)
+                return f"resend: publish the stored message again with the same MsgId to {message.queue}"
+            new = self._plan_receiver(message)
+        except EdiGatewayError as exc:
+            return f"refused: {exc}"
+        return f"rebuild: a new message to {new} with ConversationRef {message.msg_id}"
+
+    def _plan_receiver(self, message: MessageRecord) -> str:
+        request = self.original_request(message)
+        resolution = resolve_receivers(
+            person_id=request.patient.id,
+            kommunenummer=request.patient.kommunenummer,
+            send_to_fastlege=request.send_to_fastlege,
+            registers=self._g.registers,
+            rules=self._g.rules,
+        )
+        receiver = next((r for r in resolution.receivers if r.kind == message.receiver_kind), None)
+        if receiver is None:
+            raise ReplayRefused(f"today's registers name no {message.receiver_kind} receiver")
+        return f"{receiver.display_name} (HER-id {receiver.addressed_her_id})"
+
+
 class ReplayService:
     """Replays messages for operators; built from a Gateway and a started ConfirmingPublisher."""
 
@@ -125,6 +200,7 @@ class ReplayService:
             publisher, confirm_timeout_s=gateway.settings.confirm_timeout_s
         )
         self._clock = clock
+        self._plan = ReplayPlanner(gateway)
         self._builder = MessageBuilder(
             gateway.settings, gateway.registers, gateway.rules, gateway.signer, gateway.names, clock=clock
         )
@@ -215,10 +291,10 @@ class ReplayService:
             return self._resend(who, message, reason)
         if edited is not None:
             body = json.dumps(dict(edited), ensure_ascii=False).encode()
-            request = self._parse(body, JSON)
+            request = self._plan.parse(body, JSON)
             self._check_same_request(message, request)
             return self._send_new(who, message, request, kind, reason, body)
-        return self._send_new(who, message, self._original_request(message), kind, reason, None)
+        return self._send_new(who, message, self._plan.original_request(message), kind, reason, None)
 
     # -- resend ----------------------------------------------------------------------------------
 
@@ -255,30 +331,6 @@ class ReplayService:
         return ReplayResult(ReplayKind.RESEND, message.msg_id, (message.msg_id,), now, detail)
 
     # -- rebuild and edit ------------------------------------------------------------------------
-
-    def _original_request(self, message: MessageRecord) -> RequestV1:
-        """The request a message was built from: an earlier edit's body, else the stored request."""
-        made_by = self._g.store.replay_that_made(message.msg_id)
-        if made_by is not None and made_by.request_body is not None:
-            return self._parse(made_by.request_body, JSON)
-        request = self._g.store.get_request_by_ref(message.request_ref)
-        if request is None:
-            raise MessageNotFound(message.msg_id)
-        if is_xml(request.content_type):
-            raise ReplayRefused(
-                "the EPR built this MsgHead itself, so the gateway cannot rebuild it: resend it, or ask "
-                "the EPR for a corrected message"
-            )
-        return self._parse(request.body, request.content_type)
-
-    def _parse(self, body: bytes, content_type: str) -> RequestV1:
-        settings = self._g.settings
-        return parse_request(
-            body,
-            content_type=content_type,
-            max_bytes=settings.max_request_bytes,
-            test_mode=settings.test_mode,
-        )
 
     def _check_same_request(self, message: MessageRecord, edited: RequestV1) -> None:
         if str(edited.request_id) != self._request_id(message):
@@ -346,43 +398,8 @@ class ReplayService:
     # -- many messages ---------------------------------------------------------------------------
 
     def plan_by_filter(self, f: queries.MessageFilter, kind: ReplayKind) -> list[tuple[str, str]]:
-        """Say what ``replay_by_filter`` would do to each message the filter finds; change nothing.
-
-        Raises:
-            ReplayRefused: kind ``edit`` (an edit is made for one message at a time).
-        """
-        kind = _filter_kind(kind)
-        page = queries.list_messages(self._g.store, f)
-        plans = []
-        for row in page.rows:
-            message = self._g.store.get_message(row.msg_id)
-            if message is not None:
-                plans.append((row.msg_id, self._plan_one(message, kind)))
-        return plans
-
-    def _plan_one(self, message: MessageRecord, kind: ReplayKind) -> str:
-        try:
-            if kind is ReplayKind.RESEND:
-                _check_resendable(message)
-                return f"resend: publish the stored message again with the same MsgId to {message.queue}"
-            new = self._plan_receiver(message)
-        except EdiGatewayError as exc:
-            return f"refused: {exc}"
-        return f"rebuild: a new message to {new} with ConversationRef {message.msg_id}"
-
-    def _plan_receiver(self, message: MessageRecord) -> str:
-        request = self._original_request(message)
-        resolution = resolve_receivers(
-            person_id=request.patient.id,
-            kommunenummer=request.patient.kommunenummer,
-            send_to_fastlege=request.send_to_fastlege,
-            registers=self._g.registers,
-            rules=self._g.rules,
-        )
-        receiver = next((r for r in resolution.receivers if r.kind == message.receiver_kind), None)
-        if receiver is None:
-            raise ReplayRefused(f"today's registers name no {message.receiver_kind} receiver")
-        return f"{receiver.display_name} (HER-id {receiver.addressed_her_id})"
+        """Say what ``replay_by_filter`` would do to each message the filter finds; change nothing."""
+        return self._plan.plan_by_filter(f, kind)
 
     def replay_by_filter(
         self, operator: Operator | None, f: queries.MessageFilter, kind: ReplayKind, *, reason: str
@@ -398,7 +415,7 @@ class ReplayService:
             ReplayRefused: kind ``edit``.
         """
         who, reason = check_reason(operator, reason)
-        kind = _filter_kind(kind)
+        kind = filter_kind(kind)
         results = []
         for row in queries.list_messages(self._g.store, f).rows:
             try:
@@ -448,7 +465,12 @@ def _check_resendable(message: MessageRecord) -> None:
         )
 
 
-def _filter_kind(kind: ReplayKind) -> ReplayKind:
+def filter_kind(kind: ReplayKind) -> ReplayKind:
+    """Return ``kind`` for a replay by filter.
+
+    Raises:
+        ReplayRefused: kind ``edit`` (an edit is made for one message at a time).
+    """
     kind = ReplayKind(kind)
     if kind is ReplayKind.EDIT:
         raise ReplayRefused("an edit is made for one message at a time, not by filter")

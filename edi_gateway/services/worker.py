@@ -6,9 +6,11 @@ The loops share one confirming publisher, one transport and one store:
 * the inbox (``AcknowledgementService``), in a thread: the ``<ourHerId>_async`` queue on ``amqp``,
   the message service's inbox of every HER-id we serve on ``nhn``;
 * the overdue sweep (``OverdueSweeper``), in a thread;
+* operator actions (``ActionRunner``): replays asked for in the web UI or API, which the web process
+  records and never publishes itself, in a thread;
 * on ``nhn`` only, the poll of NHN's delivery states (``DeliveryStatusPoller``), in a thread.
 
-Setting ``stop`` ends all three: each finishes the batch in hand, acks, and returns.
+Setting ``stop`` ends them all: each finishes the batch in hand, acks, and returns.
 """
 
 from __future__ import annotations
@@ -29,8 +31,10 @@ from edi_gateway.services.acknowledgements import AckDeps, AcknowledgementServic
 from edi_gateway.services.announce import status_outgoing
 from edi_gateway.services.context import Gateway
 from edi_gateway.services.delivery_status import DeliveryStatusPoller
+from edi_gateway.services.operator_actions import ActionRunner
 from edi_gateway.services.outbound import OutboundDeps, OutboundService
 from edi_gateway.services.overdue import OverdueSweeper
+from edi_gateway.services.replay import ReplayService
 from edi_gateway.store import Store
 
 log = get_logger(__name__)
@@ -106,9 +110,17 @@ def run_worker(gateway: Gateway, stop: threading.Event, *, ready: threading.Even
             batch_wait_ms=settings.batch_wait_ms,
             name=f"edi-gateway requests {actor}",
         )
+        actions = ActionRunner(
+            gateway,
+            ReplayService(gateway, publisher, transport=messaging.transport),
+            actor,
+            interval_s=settings.operator_action_interval_s,
+            stale_after_s=settings.operator_action_stale_s,
+        )
         loops: list[tuple[str, Callable[[], None]]] = [
             ("inbox", lambda: messaging.inbox.run(store_gate(gateway.store, stop, acks.handle_batch), stop)),
             ("overdue", lambda: sweeper.run(stop)),
+            ("operator_actions", lambda: actions.run(stop)),
         ]
         if messaging.msh is not None:
             poller = delivery_status_poller(gateway, messaging, actor)

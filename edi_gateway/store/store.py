@@ -26,6 +26,7 @@ from edi_gateway.domain.overdue import PendingMessage
 from edi_gateway.domain.states import MessageState, RequestState
 from edi_gateway.store import rows
 from edi_gateway.store.acks import AcknowledgementStore
+from edi_gateway.store.actions import ActionStore
 from edi_gateway.store.base import Clock, utc_now
 from edi_gateway.store.delivery import DeliveryStore
 from edi_gateway.store.engine import create_store_engine, translate_errors
@@ -49,7 +50,9 @@ MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 MIGRATION_LOCK_KEY = 0x6564695F6777  # "edi_gw": any constant unique to this application
 
 
-class Store(QueryStore, OperatorStore, AcknowledgementStore, ParkedStore, DeliveryStore, LeaseStore):
+class Store(
+    QueryStore, OperatorStore, AcknowledgementStore, ParkedStore, DeliveryStore, LeaseStore, ActionStore
+):
     """Requests, messages and their event history; AppRecs, parked documents and receiver health.
 
     Build it with ``Store.connect(url)``; call ``migrate()`` once at set-up.

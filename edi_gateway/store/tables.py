@@ -291,3 +291,29 @@ replays = sa.Table(
     sa.Index(None, "old_msg_id"),
     sa.Index(None, "new_msg_id", unique=True),
 )
+
+# Revision 0008. What an operator asked for in the web UI or API (a replay) and a worker carries out:
+# the web process never publishes. The operator's identity is the one the web verified, recorded once
+# here; the worker acts on it. An edit's request body holds patient data and is cleared when the
+# action is finished. ``state``: pending → running → done | refused | failed.
+operator_actions = sa.Table(
+    "operator_actions",
+    metadata,
+    sa.Column("id", event_id_type(), primary_key=True, autoincrement=True),
+    sa.Column("requested_at", UtcDateTime(), nullable=False),
+    sa.Column("username", sa.String(USERNAME_LEN), nullable=False),
+    sa.Column("role", sa.String(16), nullable=False),
+    sa.Column("display_name", sa.String(255), nullable=False),
+    sa.Column("action", sa.String(16), nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("msg_id", sa.String(UUID_LEN), sa.ForeignKey("messages.msg_id"), nullable=False),
+    sa.Column("reason", sa.Text(), nullable=False),
+    sa.Column("request_body", sa.LargeBinary(), nullable=True),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("claimed_by", sa.String(200), nullable=True),
+    sa.Column("claimed_at", UtcDateTime(), nullable=True),
+    sa.Column("finished_at", UtcDateTime(), nullable=True),
+    sa.Column("outcome", json_type(), nullable=True),
+    sa.Index(None, "state", "id"),
+    sa.Index(None, "msg_id"),
+)

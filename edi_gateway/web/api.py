@@ -15,6 +15,7 @@ from enum import StrEnum
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from edi_gateway.services import lookup, queries
@@ -26,8 +27,10 @@ from edi_gateway.services.access import (
     search_audit_as,
     tokens_visible_to,
 )
+from edi_gateway.services.operator_actions import outcome_text, raise_outcome, result_of
 from edi_gateway.services.queries import MessageDetail, MessageFilter, Page, Report
 from edi_gateway.services.replay import ReplayKind, ReplayResult
+from edi_gateway.store.actions import ActionRecord
 from edi_gateway.store.operators import TokenRecord
 from edi_gateway.web.auth import Admin, OperatorRole, Viewer, check_api_csrf, csrf_token, uses_session
 from edi_gateway.web.filters import MAX_PAGE, api_filter
@@ -184,27 +187,99 @@ def message_detail(msg_id: str, state: State, _: Viewer) -> MessageDetail:
     return detail
 
 
-@router.post("/messages/{msg_id}/replay", response_model=ReplayResult)
-def replay_message(msg_id: str, body: ReplayBody, state: State, operator: OperatorRole) -> ReplayResult:
-    """Replay one message; the result says whether it was resent or a new message was made."""
-    return state.replay_service().replay(
+class ActionView(BaseModel):
+    """An operator action (a replay) a worker carries out: where it is, and its outcome once done."""
+
+    action_id: int
+    msg_id: str
+    action: str
+    kind: str
+    state: str = Field(description="pending, running, done, refused or failed")
+    requested_at: datetime
+    requested_by: str
+    finished_at: datetime | None
+    detail: str = Field(description="what happened, or that no worker has carried it out yet")
+    result: ReplayResult | None = Field(None, description="the replay's result, once done")
+
+
+def _action_view(action: ActionRecord) -> ActionView:
+    return ActionView(
+        action_id=action.id,
+        msg_id=action.msg_id,
+        action=action.action,
+        kind=action.kind,
+        state=action.state.value,
+        requested_at=action.requested_at,
+        requested_by=action.username,
+        finished_at=action.finished_at,
+        detail=outcome_text(action),
+        result=result_of(action),
+    )
+
+
+PENDING: dict[int | str, dict[str, Any]] = {
+    202: {"model": ActionView, "description": "Recorded; no worker has carried it out yet."}
+}
+
+
+@router.post("/messages/{msg_id}/replay", response_model=ReplayResult, responses=PENDING)
+def replay_message(
+    msg_id: str, body: ReplayBody, state: State, operator: OperatorRole
+) -> ReplayResult | JSONResponse:
+    """Replay one message: recorded, carried out by a worker, and answered with its result.
+
+    Answers 202 with the recorded action when no worker has carried it out within the wait; its
+    outcome then shows at ``/api/actions/{action_id}`` and on the message page.
+    """
+    action_id = state.actions.ask_replay(
         operator, msg_id, body.kind, reason=body.reason, edited_request=body.edited_request
     )
+    (action,) = state.actions.wait([action_id], state.action_wait_s)
+    raise_outcome(action)
+    result = result_of(action)
+    if result is None:
+        return JSONResponse(_action_view(action).model_dump(mode="json"), status_code=202)
+    return result
+
+
+@router.get("/actions/{action_id}", response_model=ActionView)
+def operator_action(action_id: int, state: State, _: Viewer) -> ActionView:
+    """One operator action: where it is and, once a worker has carried it out, its outcome."""
+    action = state.actions.get(action_id)
+    if action is None:
+        raise HTTPException(404, "no operator action with this id")
+    return _action_view(action)
 
 
 @router.post("/replay/dry-run", response_model=list[PlannedReplay])
 def replay_dry_run(body: FilterReplayBody, state: State, _: Viewer) -> list[PlannedReplay]:
     """Say what a replay by filter would do to each message, changing nothing."""
-    plan = state.replay_service().plan_by_filter(body.filter.to_filter(), body.kind)
+    plan = state.planner.plan_by_filter(body.filter.to_filter(), body.kind)
     return [PlannedReplay(msg_id=msg_id, plan=what) for msg_id, what in plan]
 
 
 @router.post("/replay", response_model=list[ReplayResult])
 def replay_by_filter(body: FilterReplayRun, state: State, operator: OperatorRole) -> list[ReplayResult]:
-    """Replay every message a filter finds (try the dry run first)."""
-    return state.replay_service().replay_by_filter(
-        operator, body.filter.to_filter(), body.kind, reason=body.reason
-    )
+    """Replay every message a filter finds (try the dry run first); workers carry the replays out.
+
+    A message not replayed, or not yet carried out within the wait, has no new MsgId and says why in
+    ``detail``.
+    """
+    ids = state.actions.ask_replay_by_filter(operator, body.filter.to_filter(), body.kind, reason=body.reason)
+    results = []
+    for action in state.actions.wait(ids, state.action_wait_s):
+        result = result_of(action)
+        if result is None:
+            now = state.store.get_message(action.msg_id)
+            result = ReplayResult(
+                ReplayKind(action.kind),
+                action.msg_id,
+                (),
+                now.state.value if now is not None else "unknown",
+                outcome_text(action),
+            )
+        results.append(result)
+    return results
 
 
 @router.post("/messages/{msg_id}/reveal", response_model=Revealed)

@@ -16,6 +16,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from edi_gateway.errors import PermanentError
 from edi_gateway.services import queries
 from edi_gateway.services.access import Operator, reveal_patient_id, reveal_payload, reveal_request
+from edi_gateway.services.operator_actions import outcome_text, raise_outcome, result_of
 from edi_gateway.services.replay import RESENDABLE, ReplayKind
 from edi_gateway.web.auth import OperatorRole, Viewer, check_csrf
 from edi_gateway.web.render import flash, page, pretty_xml, private
@@ -38,7 +39,17 @@ def _message_page(
     if detail is None:
         raise HTTPException(404, "no message with this msg_id")
     resendable = detail.row.state in {s.value for s in RESENDABLE}
-    return page(request, state.templates, "message.html", operator, d=detail, resendable=resendable, **extra)
+    actions = [(a, outcome_text(a)) for a in state.store.actions_for_message(msg_id)]
+    return page(
+        request,
+        state.templates,
+        "message.html",
+        operator,
+        d=detail,
+        resendable=resendable,
+        actions=actions,
+        **extra,
+    )
 
 
 @router.get("/messages/{msg_id}")
@@ -83,9 +94,15 @@ def replay(
     reason: Reason,
     edited_request: Annotated[str, Form(max_length=256 * 1024)] = "",
 ) -> Response:
-    """Replay the message and show where it went: the same message (resend) or the new one."""
+    """Replay the message (a worker carries it out) and show where it went, or that it is pending."""
     edited = _edited(edited_request) if kind is ReplayKind.EDIT else None
-    result = state.replay_service().replay(operator, msg_id, kind, reason=reason, edited_request=edited)
+    action_id = state.actions.ask_replay(operator, msg_id, kind, reason=reason, edited_request=edited)
+    (action,) = state.actions.wait([action_id], state.action_wait_s)
+    raise_outcome(action)
+    result = result_of(action)
+    if result is None:
+        flash(request, f"{kind.value}: {outcome_text(action)}; this page shows the outcome when it has")
+        return RedirectResponse(f"/messages/{msg_id}", status_code=303)
     target = result.new_msg_ids[0] if result.new_msg_ids else msg_id
     state_note = "" if result.state in result.detail else f" (state {result.state})"
     flash(request, f"{result.kind.value}: {result.detail}{state_note}")

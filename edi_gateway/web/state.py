@@ -1,13 +1,12 @@
-"""What one web application holds for its lifetime: the gateway, a lazily started publisher, replay.
+"""What one web application holds for its lifetime: the gateway, the operator-action desk, the planner.
 
-The publisher is started on the first replay only: a read-only UI session never opens a broker
-connection, and an application whose broker is down still serves lists and pages.
+The web process never publishes: a replay is recorded as an operator action (``ActionDesk``) that a
+worker carries out. The web process opens no broker connection at all, and serves lists, pages and
+replay requests while the broker is down.
 """
 
 from __future__ import annotations
 
-import threading
-from contextlib import ExitStack
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -16,7 +15,8 @@ from fastapi.templating import Jinja2Templates
 from prometheus_client import CollectorRegistry
 
 from edi_gateway.services.context import Gateway
-from edi_gateway.services.replay import ReplayService, replay_session
+from edi_gateway.services.operator_actions import ActionDesk
+from edi_gateway.services.replay import ReplayPlanner
 from edi_gateway.store import Store
 from edi_gateway.web.throttle import LoginThrottle
 
@@ -43,31 +43,25 @@ class WebState:
     metrics: CollectorRegistry
     logins: LoginThrottle
     readiness: ReadinessProbe
-    _replay_session: ExitStack | None = None
-    _replay: ReplayService | None = None
-    _lock: threading.Lock = field(default_factory=threading.Lock)
+    actions: ActionDesk = field(init=False)
+    planner: ReplayPlanner = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.actions = ActionDesk(self.gateway.store)
+        self.planner = ReplayPlanner(self.gateway)
 
     @property
     def store(self) -> Store:
         """The gateway's store."""
         return self.gateway.store
 
-    def replay_service(self) -> ReplayService:
-        """Return the replay service, starting its publisher on first use."""
-        with self._lock:
-            if self._replay is None:
-                session = ExitStack()
-                self._replay = session.enter_context(replay_session(self.gateway, name="edi_gateway.web"))
-                self._replay_session = session
-            return self._replay
+    @property
+    def action_wait_s(self) -> float:
+        """How long a replay waits for a worker's outcome before answering that it is pending."""
+        return self.gateway.settings.web_action_wait_s
 
     def close(self) -> None:
-        """Stop the publisher and, when the application opened it, close the gateway."""
-        with self._lock:
-            if self._replay_session is not None:
-                self._replay_session.close()
-                self._replay_session = None
-                self._replay = None
+        """Close the readiness probe's clients and, when the application opened it, the gateway."""
         if self.readiness.nhn is not None:
             self.readiness.nhn.close()
         if self.owns_gateway:
