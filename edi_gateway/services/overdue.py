@@ -29,7 +29,7 @@ from edi_gateway.logging import get_logger
 from edi_gateway.messaging.delivering import delivery_transition, envelope_of
 from edi_gateway.services.acknowledgements import AckDeps, transport_of
 from edi_gateway.services.announce import alert_outgoing, status_outgoing
-from edi_gateway.services.leasing import run_with_lease
+from edi_gateway.services.leasing import ROUNDS_PER_LEASE, run_with_lease
 from edi_gateway.settings import Settings
 from edi_gateway.store.records import MessageRecord, Transition
 
@@ -95,11 +95,13 @@ class OverdueSweeper:
         self._page_size = page_size
         self._transport = transport_of(deps)
 
-    def sweep(self) -> SweepResult:
+    def sweep(self, *, still_holder: Callable[[], bool] | None = None) -> SweepResult:
         """Run one sweep: resend what is due for a resend, mark overdue what is past its deadline.
 
         Every ``sent`` message first sent early enough for anything to be due is judged, a page at a
-        time; a page's actions are stored and announced before the next page is read.
+        time; a page's actions are stored and announced before the next page is read. Before each
+        further page ``still_holder`` (the lease's renewal) is asked: a sweep over a backlog longer
+        than the lease stops when another worker has taken the lease over, so two never sweep at once.
         """
         now = self._clock()
         rules = _Rules.of(self._d.settings)
@@ -115,6 +117,13 @@ class OverdueSweeper:
             resent += done.resent
             alerts += done.alerts
             if len(page) < self._page_size:
+                return SweepResult(tuple(marked), tuple(resent), alerts)
+            if still_holder is not None and not still_holder():
+                log.warning(
+                    "overdue sweep stopped: another worker holds the lease",
+                    overdue=len(marked),
+                    resent=len(resent),
+                )
                 return SweepResult(tuple(marked), tuple(resent), alerts)
             # A resent message keeps its first send, so the next page starts after it all the same.
             after = (page[-1].first_sent_at, page[-1].msg_id)
@@ -234,11 +243,9 @@ class OverdueSweeper:
         However many workers run, one sweeps: the one holding the ``overdue_sweep`` lease (see
         ``run_with_lease``).
         """
-        run_with_lease(
-            self._d.store,
-            LEASE,
-            self._d.actor,
-            self._d.settings.overdue_sweep_interval_s,
-            self.sweep,
-            stop,
-        )
+        store, actor, interval_s = self._d.store, self._d.actor, self._d.settings.overdue_sweep_interval_s
+
+        def renew() -> bool:
+            return store.acquire_lease(LEASE, actor, interval_s * ROUNDS_PER_LEASE)
+
+        run_with_lease(store, LEASE, actor, interval_s, lambda: self.sweep(still_holder=renew), stop)

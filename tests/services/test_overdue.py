@@ -152,3 +152,25 @@ def test_a_sweep_resends_across_pages_and_loads_whole_rows_only_to_act(
     clock.advance(hours=2)  # resends used up, deadline far: the pages are judged, nothing is loaded
     assert run.sweeper.sweep() == SweepResult()
     assert loaded == [] and len(run.transport.sent) == 5
+
+
+def test_a_long_sweep_stops_when_its_lease_has_gone_to_another_worker(
+    store: Store, build: Builder, clock: FakeClock, tmp_path: Path
+) -> None:
+    """Between pages the sweep renews its lease; once another worker holds it, the rest is left to that one."""
+    late = sent_messages(store, build, clock, 6)
+    clock.advance(hours=96)
+    run = sweeper_on(store, clock, tmp_path, page_size=2, apprec_deadline_s=96 * HOUR_S)
+    answers = iter([True, False])
+    asked: list[bool] = []
+
+    def still_holder() -> bool:
+        asked.append(next(answers))
+        return asked[-1]
+
+    result = run.sweeper.sweep(still_holder=still_holder)
+
+    assert asked == [True, False]  # asked before the second page and before the third
+    assert result.marked_overdue == tuple(late[:4])
+    assert [store.get_message(m).state for m in late[4:]] == [MessageState.SENT] * 2  # type: ignore[union-attr]
+    assert run.sweeper.sweep().marked_overdue == tuple(late[4:])  # the next holder's sweep finishes it
