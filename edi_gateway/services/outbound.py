@@ -132,7 +132,7 @@ class OutboundService:
         """Process one batch of request deliveries; return one disposition per delivery, in order."""
         try:
             plans = self._plan_all(deliveries)
-            self._with_retry(lambda: self._save([p for p in plans if p.outcome is not None]))
+            self._save_batch([p for p in plans if p.outcome is not None])
         except TransientError as exc:
             log.warning("store unavailable, batch requeued", error=type(exc).__name__, batch=len(deliveries))
             return [Disposition.REQUEUE for _ in deliveries]
@@ -173,11 +173,13 @@ class OutboundService:
         except Exception as exc:
             return self._unknown_fault(plan, exc)
 
-    def _unknown_fault(self, plan: _Plan, exc: Exception) -> _Plan:
+    def _unknown_fault(self, plan: _Plan, exc: Exception, *, stage: str = "planning") -> _Plan:
         """Requeue an unclassified fault; on the last delivery the broker allows, park it as failed."""
         delivery = plan.delivery
         log.error(
-            "unexpected fault while planning a request",
+            "unexpected fault while planning a request"
+            if stage == "planning"
+            else "unexpected fault while storing a request",
             error=type(exc).__name__,
             delivery_count=delivery.delivery_count,
             exc_info=exc,
@@ -344,6 +346,44 @@ class OutboundService:
         return plan
 
     # -- 2. store --------------------------------------------------------------------------------
+
+    def _save_batch(self, plans: list[_Plan]) -> None:
+        """Store the batch in one transaction; if the database refuses it, store each request alone.
+
+        One request the database refuses (a value it will not hold) must not take its batch-mates
+        down with it: they are stored and sent, and only that request goes the way of an unknown
+        fault (requeued, and on its last delivery recorded ``failed`` without its messages).
+
+        Raises:
+            TransientError: the database is unavailable (the caller requeues the whole batch).
+        """
+        try:
+            self._with_retry(lambda: self._save(plans))
+        except TransientError:
+            raise
+        except Exception as exc:
+            log.error("batch refused by the store, storing its requests one by one", error=type(exc).__name__)
+            for plan in plans:
+                self._save_alone(plan)
+
+    def _save_alone(self, plan: _Plan) -> None:
+        try:
+            self._with_retry(lambda: self._save([plan]))
+            return
+        except TransientError:
+            raise
+        except Exception as exc:
+            plan.outcome = None
+            self._unknown_fault(plan, exc, stage="storing")
+        if plan.outcome is None:
+            return  # requeued
+        try:
+            self._with_retry(lambda: self._save([plan]))
+        except TransientError:
+            raise
+        except Exception as exc:  # not even the bare failed record: the broker's delivery limit decides
+            log.error("request not storable, requeued", error=type(exc).__name__, request_id=plan.request_id)
+            plan.outcome, plan.disposition = None, Disposition.REQUEUE
 
     def _save(self, plans: list[_Plan]) -> None:
         """Store every new outcome in one transaction; a lost race on request_id turns into a repeat."""

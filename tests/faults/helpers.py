@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
+
+import pika
 
 from edi_gateway.domain.states import MessageState, RequestState
 from edi_gateway.services.context import open_gateway
 from edi_gateway.services.setup import declare_gateway_topology
 from edi_gateway.settings import Settings
 from edi_gateway.store.records import MessageRecord
+from edi_gateway.transport.consumer import drain
 from tests.services.conftest import RunningGateway, cleanup_gateway
 
 REQUESTS = 120
@@ -36,11 +41,77 @@ def _env(settings: Settings) -> dict[str, str]:
     return env
 
 
-def start_worker(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
+def start_worker(
+    settings: Settings, log: Path, env: Mapping[str, str] | None = None
+) -> subprocess.Popen[bytes]:
+    """Start ``edi-gateway worker`` for ``settings``; ``env`` adds settings (e.g. short deadlines) on top."""
     with log.open("ab") as out:
         return subprocess.Popen(
-            [sys.executable, "-m", "edi_gateway", "worker"], env=_env(settings), stdout=out, stderr=out
+            [sys.executable, "-m", "edi_gateway", "worker"],
+            env={**_env(settings), **(env or {})},
+            stdout=out,
+            stderr=out,
         )
+
+
+def stop_worker(worker: subprocess.Popen[bytes]) -> None:
+    """SIGTERM the worker if it still runs, and require the clean exit a graceful stop gives."""
+    if worker.poll() is None:
+        worker.terminate()
+        worker.wait(30)
+    assert worker.returncode == 0, f"the worker exited with {worker.returncode}"
+
+
+def worker_log(log: Path, event: str) -> list[dict[str, Any]]:
+    """The worker's JSON log lines whose ``event`` is ``event`` (anything else in the file is skipped)."""
+    found: list[dict[str, Any]] = []
+    for line in log.read_text(encoding="utf-8", errors="replace").splitlines():
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(entry, dict) and entry.get("event") == event:
+            found.append(entry)
+    return found
+
+
+class EventTap:
+    """Everything the gateway publishes on ``edi.events`` (status events and alerts), on a queue of our own."""
+
+    def __init__(self, world: RunningGateway) -> None:
+        self._url = world.settings.amqp_url
+        self.queue = f"{world.settings.queue_prefix}events.tap"
+        self.seen: list[dict[str, Any]] = []
+        connection = pika.BlockingConnection(pika.URLParameters(self._url))
+        try:
+            channel = connection.channel()
+            channel.queue_declare(self.queue, durable=True)
+            channel.queue_bind(self.queue, world.gateway.names.events_exchange, routing_key="#")
+        finally:
+            connection.close()
+
+    def read(self) -> list[dict[str, Any]]:
+        """Every event published so far (those still on their way wait half a second)."""
+        got = drain(self._url, self.queue, max_messages=100_000, timeout=0.5)
+        self.seen += [json.loads(d.body) for d in got]
+        return self.seen
+
+    def close(self) -> None:
+        connection = pika.BlockingConnection(pika.URLParameters(self._url))
+        try:
+            connection.channel().queue_delete(self.queue)
+        finally:
+            connection.close()
+
+
+@contextmanager
+def event_tap(world: RunningGateway) -> Iterator[EventTap]:
+    """An ``EventTap`` bound before the worker starts, deleted afterwards."""
+    tap = EventTap(world)
+    try:
+        yield tap
+    finally:
+        tap.close()
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
