@@ -1,6 +1,6 @@
 """The error tree of edi_gateway.
 
-Every library error (pika, SQLAlchemy, lxml, signxml, pydantic) is mapped into this tree at the
+Every library error (pika, SQLAlchemy, lxml, cryptography, pydantic) is mapped into this tree at the
 boundary of the layer that raised it, so that callers decide on one question only: whose fault is it,
 and will trying again help?
 

@@ -4,20 +4,27 @@ The profile: one ``ds:Signature``, the **last child** of the document element; o
 ``URI=""`` (the whole document); transforms exactly [enveloped-signature, exclusive C14N]; exclusive
 C14N as CanonicalizationMethod; RSA-SHA256 signatures (RSA/ECDSA with SHA-384/512 accepted on
 verification); SHA-256 digests or stronger; the signer's X.509 certificate in ``KeyInfo/X509Data``.
-SHA-1 is refused everywhere.
+SHA-1 is refused everywhere, and so is everything else XML-DSig offers: :mod:`edi_gateway.xml.dsig_profile`
+states the rules and checks them before any cryptography is spent.
 
 Verification pins the certificate that the register holds for the claimed sender. The certificate
-inside the message is never trusted for identity: when present it must be that very certificate. With a
-pinned certificate signxml does not build a chain, so Norwegian enterprise certificates, which carry the
-nonRepudiation key usage and not digitalSignature, verify as they should.
+inside the message is never trusted for identity: when present it must be that very certificate. No
+chain is built, so Norwegian enterprise certificates, which carry the nonRepudiation key usage and not
+digitalSignature, verify as they should; the pinned certificate must be within its validity period.
 
-Business data must be read only from :attr:`VerifiedDocument.root`, the content the signature covers as
-signxml rebuilt it from the canonical bytes; reading the received tree instead would open the door to
-signature-wrapping attacks.
+Business data must be read only from :attr:`VerifiedDocument.root`, the content the signature covers
+rebuilt from the canonical bytes that were digested; reading the received tree instead would open the
+door to signature-wrapping attacks.
 
 Received bytes are parsed by :func:`edi_gateway.xml.safe.parse_xml` (no DTD, no entities, no
 network; comments and processing instructions dropped) before anything else looks at them, so the
 signature is checked over the same reading of the text that every reader then uses.
+
+Both directions are one pass, with lxml's exclusive canonicaliser and ``cryptography``. Signing: one
+C14N of the document for the digest, one of ``SignedInfo`` for the RSA key. Verifying: one parse of the
+received bytes; one C14N of ``SignedInfo`` where it stands, checked with the pinned key; the signature
+taken out of that (private) tree as the enveloped transform does, one C14N of the document, its digest
+compared in constant time; and those canonical bytes parsed once more into the tree the caller reads.
 
 Pure: no file I/O except the :meth:`Signer.from_files` convenience, which only reads a key and a
 certificate at start-up.
@@ -26,72 +33,53 @@ certificate at start-up.
 from __future__ import annotations
 
 import base64
-import binascii
 import copy
+import datetime as dt
 import hashlib
-import threading
+import hmac
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Final
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
+from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from lxml import etree
-from signxml.algorithms import (
-    CanonicalizationMethod,
-    DigestAlgorithm,
-    SignatureConstructionMethod,
-    SignatureMethod,
-)
-from signxml.exceptions import (
-    InvalidCertificate,
-    InvalidDigest,
-    InvalidInput,
-    InvalidSignature,
-    SignXMLException,
-)
-from signxml.verifier import SignatureConfiguration, VerifyResult, XMLVerifier
 
 from edi_gateway.errors import SignatureInvalid, UnknownError
-from edi_gateway.xml.namespaces import XMLDSIG
+from edi_gateway.xml.dsig_profile import (
+    ACCEPTED_DIGEST_METHODS,
+    ACCEPTED_SIGNATURE_METHODS,
+    DIGEST_METHODS,
+    DS_NS,
+    ENVELOPED,
+    EXC_C14N,
+    MALFORMED,
+    RSA_SHA256,
+    SHA256,
+    SIGNATURE_METHODS,
+    SIGNATURE_TAG,
+    SignatureParts,
+    check_profile,
+    signature_parts,
+)
 from edi_gateway.xml.safe import parse_xml
 
-DS_NS: Final = XMLDSIG
-ENVELOPED: Final = SignatureConstructionMethod.enveloped.value
-EXC_C14N: Final = CanonicalizationMethod.EXCLUSIVE_XML_CANONICALIZATION_1_0.value
-
-#: Signature methods accepted on verification. We sign with RSA-SHA256 only.
-ACCEPTED_SIGNATURE_METHODS: Final = frozenset(
-    {
-        SignatureMethod.RSA_SHA256,
-        SignatureMethod.RSA_SHA384,
-        SignatureMethod.RSA_SHA512,
-        SignatureMethod.ECDSA_SHA256,
-        SignatureMethod.ECDSA_SHA384,
-        SignatureMethod.ECDSA_SHA512,
-    }
-)
-#: Digest methods accepted on verification. We digest with SHA-256 only.
-ACCEPTED_DIGEST_METHODS: Final = frozenset(
-    {DigestAlgorithm.SHA256, DigestAlgorithm.SHA384, DigestAlgorithm.SHA512}
-)
-
-_SIGNATURE_TAG: Final = f"{{{DS_NS}}}Signature"
-_SIGNATURE_CHILDREN: Final = frozenset({"SignedInfo", "SignatureValue", "KeyInfo"})
-_KEY_INFO_CHILDREN: Final = frozenset({"X509Data", "KeyValue", "KeyName"})
-_NS: Final = {"ds": DS_NS}
-
-# signxml checks what it can (algorithms, one reference, the signature's place); our own profile check
-# before it covers the rest. location "./" = the signature must be a child of the document element.
-_EXPECT: Final = SignatureConfiguration(
-    require_x509=True,
-    location="./",
-    expect_references=1,
-    signature_methods=frozenset(ACCEPTED_SIGNATURE_METHODS),
-    digest_algorithms=frozenset(ACCEPTED_DIGEST_METHODS),
-)
+__all__ = [
+    "ACCEPTED_DIGEST_METHODS",
+    "ACCEPTED_SIGNATURE_METHODS",
+    "DS_NS",
+    "ENVELOPED",
+    "EXC_C14N",
+    "Signer",
+    "VerifiedDocument",
+    "check_profile",
+    "strip_signature",
+    "verify_signed",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,13 +154,13 @@ class Signer:
 
         ``root`` itself is left unchanged. One exclusive-C14N pass over the document gives the digest
         and one over ``SignedInfo`` the bytes the RSA key signs (lxml's canonicaliser, ``cryptography``'s
-        RSA): the same signature signxml would make, without its serialise-and-reparse rounds. The
-        signxml-based verifier checks every signature made here in the tests.
+        RSA): the same signature signxml would make, without its serialise-and-reparse rounds. The tests
+        check every signature made here with signxml's verifier as well as ours.
 
         Raises:
             SignatureInvalid: when ``root`` already carries a ``ds:Signature``.
         """
-        if next(root.iter(_SIGNATURE_TAG), None) is not None:
+        if next(root.iter(SIGNATURE_TAG), None) is not None:
             raise SignatureInvalid("the document to sign already carries a ds:Signature")
         document = copy.deepcopy(root)
         # URI="" with the enveloped transform: the digest covers the document as it is before the
@@ -180,7 +168,7 @@ class Signer:
         digest = hashlib.sha256(
             etree.tostring(document, method="c14n", exclusive=True, with_comments=False)
         ).digest()
-        signature = etree.SubElement(document, _SIGNATURE_TAG, nsmap={"ds": DS_NS})
+        signature = etree.SubElement(document, SIGNATURE_TAG, nsmap={"ds": DS_NS})
         signed_info = _signed_info(signature, base64.b64encode(digest).decode("ascii"))
         # Exclusive C14N renders only the namespaces SignedInfo uses, so it canonicalises the same
         # here as a verifier finds it inside the document.
@@ -197,12 +185,12 @@ def _signed_info(signature: etree._Element, digest_value: str) -> etree._Element
     """The profile's ``SignedInfo``: exclusive C14N, RSA-SHA256, one reference to the whole document."""
     signed_info = etree.SubElement(signature, f"{{{DS_NS}}}SignedInfo")
     etree.SubElement(signed_info, f"{{{DS_NS}}}CanonicalizationMethod", Algorithm=EXC_C14N)
-    etree.SubElement(signed_info, f"{{{DS_NS}}}SignatureMethod", Algorithm=SignatureMethod.RSA_SHA256.value)
+    etree.SubElement(signed_info, f"{{{DS_NS}}}SignatureMethod", Algorithm=RSA_SHA256)
     reference = etree.SubElement(signed_info, f"{{{DS_NS}}}Reference", URI="")
     transforms = etree.SubElement(reference, f"{{{DS_NS}}}Transforms")
     etree.SubElement(transforms, f"{{{DS_NS}}}Transform", Algorithm=ENVELOPED)
     etree.SubElement(transforms, f"{{{DS_NS}}}Transform", Algorithm=EXC_C14N)
-    etree.SubElement(reference, f"{{{DS_NS}}}DigestMethod", Algorithm=DigestAlgorithm.SHA256.value)
+    etree.SubElement(reference, f"{{{DS_NS}}}DigestMethod", Algorithm=SHA256)
     etree.SubElement(reference, f"{{{DS_NS}}}DigestValue").text = digest_value
     return signed_info
 
@@ -213,6 +201,16 @@ def _key_info_for(cert: x509.Certificate) -> etree._Element:
     certificate = etree.SubElement(x509_data, f"{{{DS_NS}}}X509Certificate")
     certificate.text = base64.b64encode(cert.public_bytes(serialization.Encoding.DER)).decode("ascii")
     return key_info
+
+
+def _public_der(public_key: object) -> bytes:
+    if not isinstance(public_key, rsa.RSAPublicKey):
+        raise ValueError("the signing certificate must hold an RSA public key")
+    spki = serialization.PublicFormat.SubjectPublicKeyInfo
+    return public_key.public_bytes(serialization.Encoding.DER, spki)
+
+
+# --- verification ------------------------------------------------------------------------------
 
 
 def verify_signed(data: bytes, *, cert_pem: bytes) -> VerifiedDocument:
@@ -226,36 +224,72 @@ def verify_signed(data: bytes, *, cert_pem: bytes) -> VerifiedDocument:
         The signed content, signature removed, and the certificate it verified with.
 
     Raises:
-        XmlRejected: when ``data`` is not well-formed or uses a forbidden XML feature (DOCTYPE, entities).
+        XmlRejected: when ``data`` is not well-formed or uses a forbidden XML feature (DOCTYPE, entities),
+            or its signed content, canonicalised, is larger than the parser accepts.
         SignatureInvalid: when the signature is missing, breaks the profile, or does not verify.
         UnknownError: when ``cert_pem`` is not a certificate (a register problem, not the sender's).
     """
     pinned = _load_pinned(cert_pem)
-    root = parse_xml(data)
-    check_profile(root, pinned.cert)
-    signed_root = _verify_with_signxml(root, pinned.cert)
-    if signed_root.tag != root.tag:
-        raise SignatureInvalid("the signed content is not the document element")
-    return VerifiedDocument(root=signed_root, signer_cert_pem=pinned.pem)
+    canonical = _signed_content(parse_xml(data), pinned)
+    return VerifiedDocument(root=parse_xml(canonical), signer_cert_pem=pinned.pem)
 
 
-def check_profile(root: etree._Element, pinned: x509.Certificate) -> None:
-    """Check that ``root`` carries exactly one signature in our profile, made with ``pinned``'s certificate.
+def _signed_content(root: etree._Element, pinned: _Pinned) -> bytes:
+    """Check ``root``'s signature and return the canonical bytes it covers (and nothing else).
 
-    This checks the structure only; the cryptographic check is :func:`verify_signed`'s.
-
-    Raises:
-        SignatureInvalid: naming the first rule broken.
+    ``root`` must be a tree of the caller's own: the signature is taken out of it, not out of a copy.
     """
-    signature = _the_signature(root)
-    signed_info = _only_child(signature, "SignedInfo")
-    _check_signature_children(signature)
-    _check_algorithm(signed_info, "CanonicalizationMethod", {EXC_C14N}, "canonicalization method")
-    _check_algorithm(
-        signed_info, "SignatureMethod", {m.value for m in ACCEPTED_SIGNATURE_METHODS}, "signature method"
+    parts: SignatureParts = signature_parts(root, pinned.der)
+    pinned.check_valid_now()
+    signed_info = _exc_c14n(parts.signed_info, None)
+    _check_signature_value(pinned.public_key, parts.signature_method, parts.signature_value, signed_info)
+    if any(not _is_key(numbers, pinned.public_key) for numbers in parts.rsa_key_values):
+        raise SignatureInvalid(f"{MALFORMED}: a KeyValue is not the registered certificate's key")
+    _remove_keeping_tail(parts.signature)
+    canonical = _exc_c14n(root, parts.content_prefixes)
+    digest = hashlib.new(DIGEST_METHODS[parts.digest_method], canonical).digest()
+    if not hmac.compare_digest(digest, parts.digest_value):
+        raise SignatureInvalid("the digest does not match: the signed content was altered")
+    return canonical
+
+
+def _exc_c14n(element: etree._Element, prefixes: list[str] | None) -> bytes:
+    # SignedInfo is canonicalised where it stands: without a PrefixList (the profile allows none on
+    # it), exclusive C14N renders only the namespaces it uses, whatever its ancestors declare.
+    return etree.tostring(
+        element, method="c14n", exclusive=True, with_comments=False, inclusive_ns_prefixes=prefixes
     )
-    _check_reference(signed_info)
-    _check_key_info(signature, pinned)
+
+
+def _check_signature_value(
+    public_key: CertificatePublicKeyTypes, method: str, value: bytes, signed_info: bytes
+) -> None:
+    kind, hash_algorithm = SIGNATURE_METHODS[method]
+    try:
+        if kind == "rsa" and isinstance(public_key, rsa.RSAPublicKey):
+            public_key.verify(value, signed_info, padding.PKCS1v15(), hash_algorithm)
+        elif kind == "ecdsa" and isinstance(public_key, ec.EllipticCurvePublicKey):
+            public_key.verify(_der_ecdsa(value, public_key.key_size), signed_info, ec.ECDSA(hash_algorithm))
+        else:
+            raise SignatureInvalid(f"{MALFORMED}: the signature method does not suit the registered key")
+    except InvalidSignature as exc:
+        raise SignatureInvalid("the signature value does not verify with the registered certificate") from exc
+
+
+def _der_ecdsa(value: bytes, key_size: int) -> bytes:
+    """XML-DSig's ECDSA value (r and s side by side, each the curve's size) as the DER that OpenSSL reads."""
+    size = (key_size + 7) // 8
+    if len(value) != 2 * size:
+        raise InvalidSignature
+    return encode_dss_signature(int.from_bytes(value[:size], "big"), int.from_bytes(value[size:], "big"))
+
+
+def _is_key(rsa_numbers: tuple[int, int], public_key: CertificatePublicKeyTypes) -> bool:
+    """Whether an RSAKeyValue's (modulus, exponent) is ``public_key``."""
+    if not isinstance(public_key, rsa.RSAPublicKey):
+        return False
+    numbers = public_key.public_numbers()
+    return rsa_numbers == (numbers.n, numbers.e)
 
 
 def strip_signature(root: etree._Element) -> etree._Element:
@@ -267,126 +301,9 @@ def strip_signature(root: etree._Element) -> etree._Element:
     """
     stripped = copy.deepcopy(root)
     last = stripped[-1] if len(stripped) else None
-    if last is not None and last.tag == _SIGNATURE_TAG:
+    if last is not None and last.tag == SIGNATURE_TAG:
         _remove_keeping_tail(last)
     return stripped
-
-
-def _the_signature(root: etree._Element) -> etree._Element:
-    if root.tag == _SIGNATURE_TAG:
-        raise SignatureInvalid("the document element is a ds:Signature (enveloping signatures are refused)")
-    signatures = list(root.iter(_SIGNATURE_TAG))
-    if not signatures:
-        raise SignatureInvalid("the document carries no ds:Signature")
-    if len(signatures) > 1:
-        raise SignatureInvalid(f"the document carries {len(signatures)} ds:Signature elements, expected one")
-    signature = signatures[0]
-    if signature.getparent() is not root:
-        raise SignatureInvalid("the ds:Signature is not a child of the document element")
-    # itersiblings also yields comments and processing instructions: nothing at all may follow.
-    if next(signature.itersiblings(), None) is not None:
-        raise SignatureInvalid("the ds:Signature is not the last child of the document element")
-    return signature
-
-
-def _check_signature_children(signature: etree._Element) -> None:
-    for child in signature.iterchildren("*"):
-        name = etree.QName(child)
-        if name.namespace != DS_NS or name.localname not in _SIGNATURE_CHILDREN:
-            raise SignatureInvalid(f"the ds:Signature holds an unexpected element {name.localname}")
-
-
-def _check_reference(signed_info: etree._Element) -> None:
-    references = signed_info.findall("ds:Reference", _NS)
-    if len(references) != 1:
-        raise SignatureInvalid(f"SignedInfo holds {len(references)} references, expected one")
-    reference = references[0]
-    if reference.get("URI") != "":
-        raise SignatureInvalid('the reference must cover the whole document (URI="")')
-    transforms = [t.get("Algorithm") for t in reference.findall("ds:Transforms/ds:Transform", _NS)]
-    if transforms != [ENVELOPED, EXC_C14N]:
-        raise SignatureInvalid("the transforms must be exactly [enveloped-signature, exclusive C14N]")
-    _check_algorithm(reference, "DigestMethod", {d.value for d in ACCEPTED_DIGEST_METHODS}, "digest method")
-
-
-def _check_algorithm(parent: etree._Element, name: str, accepted: set[str], what: str) -> None:
-    algorithm = _only_child(parent, name).get("Algorithm")
-    if algorithm not in accepted:
-        # The algorithm URI is protocol metadata, never payload, so it may be named.
-        raise SignatureInvalid(f"{what} {algorithm!r} is not accepted")
-
-
-def _check_key_info(signature: etree._Element, pinned: x509.Certificate) -> None:
-    key_info = signature.find("ds:KeyInfo", _NS)
-    if key_info is None:
-        return
-    for child in key_info.iterchildren("*"):
-        name = etree.QName(child)
-        if name.namespace != DS_NS or name.localname not in _KEY_INFO_CHILDREN:
-            raise SignatureInvalid(f"KeyInfo holds an unexpected element {name.localname}")
-    certificates = key_info.findall("ds:X509Data/ds:X509Certificate", _NS)
-    if len(certificates) > 1:
-        raise SignatureInvalid("KeyInfo holds more than one X509Certificate")
-    if certificates and _embedded_certificate(certificates[0]) != pinned:
-        raise SignatureInvalid("the certificate in KeyInfo is not the certificate registered for the sender")
-
-
-def _embedded_certificate(element: etree._Element) -> x509.Certificate:
-    try:
-        return x509.load_der_x509_certificate(base64.b64decode(element.text or "", validate=False))
-    except (ValueError, binascii.Error) as exc:
-        raise SignatureInvalid("the X509Certificate in KeyInfo cannot be read") from exc
-
-
-def _only_child(parent: etree._Element, name: str) -> etree._Element:
-    found = parent.findall(f"ds:{name}", _NS)
-    if len(found) != 1:
-        raise SignatureInvalid(f"expected one ds:{name}, found {len(found)}")
-    return found[0]
-
-
-def _verify_with_signxml(root: etree._Element, pinned: x509.Certificate) -> etree._Element:
-    # A fresh XMLVerifier per call: verify() keeps per-call state on the object.
-    try:
-        result = XMLVerifier().verify(root, x509_cert=pinned, expect_config=_EXPECT, parser=_signxml_parser())
-    except InvalidDigest as exc:
-        raise SignatureInvalid("the digest does not match: the signed content was altered") from exc
-    except InvalidCertificate as exc:
-        raise SignatureInvalid("the pinned certificate is not valid at this time") from exc
-    except InvalidSignature as exc:
-        raise SignatureInvalid("the signature value does not verify with the registered certificate") from exc
-    except (InvalidInput, SignXMLException, etree.DocumentInvalid) as exc:
-        raise SignatureInvalid(
-            "the ds:Signature is malformed or inconsistent (XML-DSig schema, KeyValue)"
-        ) from exc
-    # expect_references=1 makes signxml return a single result, never a list.
-    signed_xml = result.signed_xml if isinstance(result, VerifyResult) else None
-    if signed_xml is None:
-        raise SignatureInvalid("the signed content is not an XML document")
-    return signed_xml
-
-
-@dataclass(frozen=True, slots=True)
-class _Pinned:
-    cert: x509.Certificate
-    pem: bytes
-
-
-# A few hundred partners at most: the register's certificates are parsed once, not per message.
-@lru_cache(maxsize=512)
-def _load_pinned(cert_pem: bytes) -> _Pinned:
-    try:
-        cert = x509.load_pem_x509_certificate(cert_pem)
-    except ValueError as exc:
-        raise UnknownError("the registered certificate is not a PEM X.509 certificate") from exc
-    return _Pinned(cert, cert.public_bytes(serialization.Encoding.PEM))
-
-
-def _public_der(public_key: object) -> bytes:
-    if not isinstance(public_key, rsa.RSAPublicKey):
-        raise ValueError("the signing certificate must hold an RSA public key")
-    spki = serialization.PublicFormat.SubjectPublicKeyInfo
-    return public_key.public_bytes(serialization.Encoding.DER, spki)
 
 
 def _remove_keeping_tail(element: etree._Element) -> None:
@@ -402,24 +319,33 @@ def _remove_keeping_tail(element: etree._Element) -> None:
     parent.remove(element)
 
 
-_thread_state = threading.local()
+@dataclass(frozen=True, slots=True)
+class _Pinned:
+    """A registered certificate, read once: what verification needs of it."""
+
+    pem: bytes
+    der: bytes
+    public_key: CertificatePublicKeyTypes
+    not_before: dt.datetime
+    not_after: dt.datetime
+
+    def check_valid_now(self) -> None:
+        """Raise SignatureInvalid unless the certificate is within its validity period now."""
+        if not self.not_before <= dt.datetime.now(dt.UTC) <= self.not_after:
+            raise SignatureInvalid("the pinned certificate is not valid at this time")
 
 
-def _signxml_parser() -> etree.XMLParser:
-    # signxml re-parses the document several times during verification; hand it a hardened parser of
-    # this thread's own (lxml parsers must not be shared between threads, and building one per call
-    # costs more than the parse). It reads text as parse_xml does, so no re-parse can bring back a
-    # comment or a processing instruction.
-    parser: etree.XMLParser | None = getattr(_thread_state, "parser", None)
-    if parser is None:
-        parser = etree.XMLParser(
-            resolve_entities=False,
-            no_network=True,
-            load_dtd=False,
-            dtd_validation=False,
-            huge_tree=False,
-            remove_comments=True,
-            remove_pis=True,
-        )
-        _thread_state.parser = parser
-    return parser
+# A few hundred partners at most: the register's certificates are parsed once, not per message.
+@lru_cache(maxsize=512)
+def _load_pinned(cert_pem: bytes) -> _Pinned:
+    try:
+        cert = x509.load_pem_x509_certificate(cert_pem)
+    except ValueError as exc:
+        raise UnknownError("the registered certificate is not a PEM X.509 certificate") from exc
+    return _Pinned(
+        pem=cert.public_bytes(serialization.Encoding.PEM),
+        der=cert.public_bytes(serialization.Encoding.DER),
+        public_key=cert.public_key(),
+        not_before=cert.not_valid_before_utc,
+        not_after=cert.not_valid_after_utc,
+    )
