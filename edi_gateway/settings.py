@@ -115,7 +115,11 @@ class Settings(BaseSettings):
         default=64, gt=0, description="Requests the worker takes per batch (one commit, pipelined confirms)."
     )
     batch_wait_ms: int = Field(
-        default=20, ge=0, description="Longest wait to fill a batch once a first request is in hand."
+        default=0,
+        ge=0,
+        description="Longest wait to fill a batch once a first request is in hand. 0 (the default): a "
+        "batch is what has arrived while the previous one was handled, so a quiet queue costs no wait "
+        "and a busy one still fills batches.",
     )
     confirm_timeout_s: float = Field(
         default=30.0, gt=0, description="Longest wait for the broker to confirm a batch of publishes."

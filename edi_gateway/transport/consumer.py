@@ -1,8 +1,9 @@
 """Consuming in batches, with explicit dispositions, graceful stop and reconnects.
 
 The worker handles requests in batches (one database commit and one round of pipelined confirms per
-batch), so ``BatchConsumer`` collects up to ``batch_size`` deliveries, waiting at most
-``batch_wait_ms`` once the first is in hand, and calls the handler once per batch. The handler says
+batch), so ``BatchConsumer`` collects up to ``batch_size`` deliveries: every one that has arrived
+already, then waiting at most ``batch_wait_ms`` for more once the first is in hand (0: no wait, so a
+batch is what arrived while the previous one was handled), and calls the handler once per batch. The handler says
 what becomes of each delivery (``Disposition``); nothing is acknowledged before the handler has
 returned, so a crash, a lost connection or a stop never loses a message: the broker delivers every
 unacknowledged one again, counting the attempt in ``x-delivery-count``. On ``edi.requests`` the
@@ -221,6 +222,8 @@ class _Session:
             self._connection.process_data_events(time_limit=config.stop_poll_s)
             if not self._received:
                 return []
+        if len(self._received) < config.batch_size:
+            self._connection.process_data_events(time_limit=0)  # what has arrived already, no wait
         deadline = time.monotonic() + config.batch_wait_s
         while len(self._received) < config.batch_size:
             remaining = deadline - time.monotonic()
