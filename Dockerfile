@@ -10,6 +10,7 @@ COPY pyproject.toml README.md ./
 COPY edi_gateway ./edi_gateway
 COPY schemas ./schemas
 COPY routing_rules ./routing_rules
+COPY pathway_models ./pathway_models
 COPY fixtures ./fixtures
 # The lock also pins the test and dev tools; as constraints it fixes the versions of what the
 # package needs and installs nothing else.
