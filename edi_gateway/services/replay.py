@@ -27,7 +27,7 @@ from typing import Any
 
 from edi_gateway.domain.assessment_text import render_assessment
 from edi_gateway.domain.events import StatusEvent
-from edi_gateway.domain.model import ReceiverKind
+from edi_gateway.domain.model import Receiver, ReceiverKind
 from edi_gateway.domain.request import RequestV1, parse_request
 from edi_gateway.domain.states import MessageState
 from edi_gateway.errors import (
@@ -53,7 +53,7 @@ from edi_gateway.services.announce import status_outgoing
 from edi_gateway.services.building import MessageBuilder
 from edi_gateway.services.context import Gateway
 from edi_gateway.services.msghead_intake import is_xml
-from edi_gateway.services.receivers import resolve_receivers
+from edi_gateway.services.receivers import Resolution, resolve_receivers
 from edi_gateway.store import MessageNotFound, MessageRecord
 from edi_gateway.store.operators import NewReplay
 from edi_gateway.store.records import NewMessage
@@ -167,8 +167,8 @@ class ReplayPlanner:
             return f"refused: {exc}"
         return f"rebuild: a new message to {new} with ConversationRef {message.msg_id}"
 
-    def _plan_receiver(self, message: MessageRecord) -> str:
-        request = self.original_request(message)
+    def receiver_today(self, request: RequestV1, kind: str) -> tuple[Resolution, Receiver | None]:
+        """Route ``request`` with today's registers; return the resolution and its receiver of ``kind``."""
         resolution = resolve_receivers(
             person_id=request.patient.id,
             kommunenummer=request.patient.kommunenummer,
@@ -176,7 +176,10 @@ class ReplayPlanner:
             registers=self._g.registers,
             rules=self._g.rules,
         )
-        receiver = next((r for r in resolution.receivers if r.kind == message.receiver_kind), None)
+        return resolution, next((r for r in resolution.receivers if r.kind == kind), None)
+
+    def _plan_receiver(self, message: MessageRecord) -> str:
+        _, receiver = self.receiver_today(self.original_request(message), message.receiver_kind)
         if receiver is None:
             raise ReplayRefused(f"today's registers name no {message.receiver_kind} receiver")
         return f"{receiver.display_name} (HER-id {receiver.addressed_her_id})"
@@ -376,14 +379,7 @@ class ReplayService:
                 [Problem("replay.no_consent", "The request has no consent: nothing may be sent.", "consent")]
             )
         self._builder.check_sender(request)
-        resolution = resolve_receivers(
-            person_id=request.patient.id,
-            kommunenummer=request.patient.kommunenummer,
-            send_to_fastlege=request.send_to_fastlege,
-            registers=self._g.registers,
-            rules=self._g.rules,
-        )
-        receiver = next((r for r in resolution.receivers if r.kind == old.receiver_kind), None)
+        resolution, receiver = self._plan.receiver_today(request, old.receiver_kind)
         if receiver is None:
             missing = Problem(
                 "replay.no_receiver",
