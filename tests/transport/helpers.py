@@ -67,7 +67,7 @@ def queues_with_prefix(prefix: str) -> set[str]:
     return {line.strip() for line in listed.stdout.splitlines() if line.strip().startswith(prefix)}
 
 
-def _connection_pids(connection_name: str) -> list[str]:
+def connection_pids(connection_name: str) -> list[str]:
     rabbitmqctl = shutil.which("rabbitmqctl")
     assert rabbitmqctl is not None, "rabbitmqctl is needed to close a connection from the broker side"
     listed = subprocess.run(
@@ -89,10 +89,10 @@ def close_from_broker(connection_name: str, *, timeout: float = 20) -> int:
     rabbitmqctl = shutil.which("rabbitmqctl")
     assert rabbitmqctl is not None
     deadline = time.monotonic() + timeout
-    pids = _connection_pids(connection_name)
+    pids = connection_pids(connection_name)
     while not pids and time.monotonic() < deadline:
         time.sleep(0.2)
-        pids = _connection_pids(connection_name)
+        pids = connection_pids(connection_name)
     assert pids, f"no connection named {connection_name!r} on the broker"
     for pid in pids:
         subprocess.run(
