@@ -317,3 +317,115 @@ operator_actions = sa.Table(
     sa.Index(None, "state", "id"),
     sa.Index(None, "msg_id"),
 )
+
+
+# -- the receiving side and the pathway worklist (revision 0009) ---------------------------------
+
+PATIENT_REF_LEN = 64
+MASKED_PATIENT_LEN = 16
+
+# Business documents received on our inbox (a kommune's services, or replies to the hospital):
+# stored before their AppRec is sent, with that AppRec, so a redelivery sends the same AppRec again
+# (or none, once it went out) and never a second one. Only documents whose signature verified against
+# the claimed sender's certificate are kept here: the rest are parked. Key: the sender and its MsgId.
+received_messages = sa.Table(
+    "received_messages",
+    metadata,
+    sa.Column("id", event_id_type(), primary_key=True, autoincrement=True),
+    sa.Column("msg_id", sa.String(UUID_LEN), nullable=False),
+    sa.Column("sender_her_id", sa.BigInteger(), nullable=False),
+    sa.Column("receiver_her_id", sa.BigInteger(), nullable=False),
+    # The nested Organisation (service) or HealthcareProfessional the message is addressed to.
+    sa.Column("addressed_her_id", sa.BigInteger(), nullable=True),
+    sa.Column("msg_type", sa.String(64), nullable=False),
+    sa.Column("conversation_ref", sa.String(UUID_LEN), nullable=True),
+    sa.Column("received_at", UtcDateTime(), nullable=False),
+    # The document exactly as received (signed); patient data lives here and in nothing below.
+    sa.Column("body", sa.LargeBinary(), nullable=False),
+    # A keyed hash of the person number, and the number masked for lists (``010180*****``).
+    sa.Column("patient_ref", sa.String(PATIENT_REF_LEN), nullable=True),
+    sa.Column("patient_masked", sa.String(MASKED_PATIENT_LEN), nullable=True),
+    sa.Column("apprec_id", sa.String(UUID_LEN), nullable=False),
+    sa.Column("apprec_status", sa.SmallInteger(), nullable=False),
+    sa.Column("apprec_errors", json_type(), nullable=False),
+    sa.Column("apprec_body", sa.LargeBinary(), nullable=False),
+    sa.Column("apprec_sent_at", UtcDateTime(), nullable=True),
+    # When the edi.inbound event went out (confirmed by the broker).
+    sa.Column("announced_at", UtcDateTime(), nullable=True),
+    # pending → applied | conflict | ignored for a behovskartlegging; NULL for anything else.
+    sa.Column("pathway_state", sa.String(16), nullable=True),
+    # Hospital side: the message of ours this one answers (ConversationRef/RefToParent), if we sent it.
+    sa.Column("thread_msg_id", sa.String(UUID_LEN), nullable=True),
+    sa.UniqueConstraint("sender_her_id", "msg_id"),
+    sa.Index(None, "received_at"),
+    sa.Index(None, "thread_msg_id"),
+    sa.Index(None, "pathway_state"),
+    sa.Index(None, "patient_ref"),
+)
+
+# One pathway per patient in this kommune's worklist. ``document`` is the whole aggregate
+# (domain.pathway.Pathway: courses, points, assignment; its history is in pathway_events), written
+# with ``version`` + 1 under a guarded UPDATE so two workers or operators never overwrite each other.
+pathways = sa.Table(
+    "pathways",
+    metadata,
+    sa.Column("id", event_id_type(), primary_key=True, autoincrement=True),
+    sa.Column("patient_ref", sa.String(PATIENT_REF_LEN), nullable=False, unique=True),
+    sa.Column("patient_masked", sa.String(MASKED_PATIENT_LEN), nullable=False),
+    sa.Column("receiver_her_id", sa.BigInteger(), nullable=False),
+    sa.Column("kommunenummer", sa.String(4), nullable=True),
+    sa.Column("model_name", sa.String(64), nullable=False),
+    sa.Column("source_msg_id", sa.String(UUID_LEN), nullable=False),
+    sa.Column("assigned_to", sa.String(255), nullable=True),
+    sa.Column("opened_at", UtcDateTime(), nullable=False),
+    sa.Column("updated_at", UtcDateTime(), nullable=False),
+    sa.Column("version", sa.Integer(), nullable=False),
+    sa.Column("document", json_type(), nullable=False),
+)
+
+# The points of every pathway's courses, kept in step with ``pathways.document`` (same transaction),
+# so worklists and reports are plain queries.
+pathway_points = sa.Table(
+    "pathway_points",
+    metadata,
+    sa.Column("pathway_id", event_id_type(), sa.ForeignKey("pathways.id"), primary_key=True),
+    sa.Column("course", sa.SmallInteger(), primary_key=True, autoincrement=False),
+    sa.Column("number", sa.SmallInteger(), primary_key=True, autoincrement=False),
+    sa.Column("title", sa.String(200), nullable=False),
+    sa.Column("performer", sa.String(32), nullable=False),
+    sa.Column("due_from", sa.Date(), nullable=False),
+    sa.Column("due_to", sa.Date(), nullable=True),
+    sa.Column("state", sa.String(STATE_LEN), nullable=False),
+    sa.Column("changed_at", UtcDateTime(), nullable=False),
+    sa.Index(None, "state", "due_from"),
+)
+
+# Append-only history of every pathway: each point move, assignment, restart, with time, actor and
+# reason. The store inserts, never updates or deletes.
+pathway_events = sa.Table(
+    "pathway_events",
+    metadata,
+    sa.Column("id", event_id_type(), primary_key=True, autoincrement=True),
+    sa.Column("pathway_id", event_id_type(), sa.ForeignKey("pathways.id"), nullable=False),
+    sa.Column("at", UtcDateTime(), nullable=False),
+    sa.Column("actor", sa.String(255), nullable=False),
+    sa.Column("kind", sa.String(32), nullable=False),
+    sa.Column("course", sa.SmallInteger(), nullable=True),
+    sa.Column("number", sa.SmallInteger(), nullable=True),
+    sa.Column("from_state", sa.String(STATE_LEN), nullable=True),
+    sa.Column("to_state", sa.String(STATE_LEN), nullable=True),
+    sa.Column("reason", sa.Text(), nullable=False),
+    sa.Column("details", json_type(), nullable=True),
+    sa.Index(None, "pathway_id", "id"),
+)
+
+# Alerts raised for a point (due soon, overdue): each one once, so the sweep does not repeat it.
+pathway_alerts = sa.Table(
+    "pathway_alerts",
+    metadata,
+    sa.Column("pathway_id", event_id_type(), sa.ForeignKey("pathways.id"), primary_key=True),
+    sa.Column("course", sa.SmallInteger(), primary_key=True, autoincrement=False),
+    sa.Column("number", sa.SmallInteger(), primary_key=True, autoincrement=False),
+    sa.Column("kind", sa.String(16), primary_key=True),
+    sa.Column("raised_at", UtcDateTime(), nullable=False),
+)

@@ -72,7 +72,7 @@ def test_migrating_an_empty_database_matches_the_metadata(database_url: str) -> 
     finally:
         store.close()
     assert _differences(database_url) == []
-    assert _revision(database_url) == _head() == "0008"
+    assert _revision(database_url) == _head() == "0009"
 
 
 def test_migrating_twice_is_a_no_op(database_url: str, build: Builder) -> None:
