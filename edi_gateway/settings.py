@@ -166,6 +166,34 @@ class Settings(BaseSettings):
         description="How long a web or API replay waits for a worker's outcome before answering "
         "'pending' (the outcome then shows on the message page).",
     )
+    role: Literal["hospital", "kommune"] = Field(
+        default="hospital",
+        description="What this gateway does: hospital (sends behovskartlegging, tracks AppRecs and "
+        "replies) or kommune (OUR_HER_ID is the kommune's virksomhet: receives on every inbox of its "
+        "services, acknowledges each message once, keeps the pathway worklist, sends fastlege notes).",
+    )
+    pathway_model: str = Field(
+        default="telemark",
+        description="The pathway model the kommune role plans with: a shipped model's name (telemark, "
+        "nasjonalt-utkast) or the path of a YAML file of the same shape.",
+    )
+    pathway_due_soon_days: int = Field(
+        default=14,
+        ge=0,
+        description="A point whose window opens within this many days raises a due-soon alert.",
+    )
+    pathway_sweep_interval_s: float = Field(
+        default=60.0,
+        gt=0,
+        description="How often the kommune worker moves points by the calendar (due, overdue) and "
+        "raises alerts; one worker at a time does it (a lease).",
+    )
+    pathway_note_interval_s: float = Field(
+        default=0.5,
+        gt=0,
+        description="How often each kommune worker looks for fastlege notes asked for on a completed "
+        "point (CLI, web or API) and sends them.",
+    )
     web_secure_cookie: bool = Field(
         default=False,
         description="Force the web UI's session cookie Secure (browsers then send it over HTTPS only) "

@@ -429,3 +429,26 @@ pathway_alerts = sa.Table(
     sa.Column("kind", sa.String(16), primary_key=True),
     sa.Column("raised_at", UtcDateTime(), nullable=False),
 )
+
+# A note to the patient's fastlege asked for on a completed point (revision 0009), written in the same
+# transaction as the point's move; a worker turns it into a message (request + message rows, built,
+# signed, delivered and tracked like the hospital's). ``state``: pending → sent | failed.
+pathway_notes = sa.Table(
+    "pathway_notes",
+    metadata,
+    sa.Column("id", event_id_type(), primary_key=True, autoincrement=True),
+    sa.Column("pathway_id", event_id_type(), sa.ForeignKey("pathways.id"), nullable=False),
+    sa.Column("course", sa.SmallInteger(), nullable=False),
+    sa.Column("number", sa.SmallInteger(), nullable=False),
+    sa.Column("text", sa.Text(), nullable=False),
+    sa.Column("asked_at", UtcDateTime(), nullable=False),
+    sa.Column("asked_by", sa.String(255), nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("claimed_by", sa.String(200), nullable=True),
+    sa.Column("claimed_at", UtcDateTime(), nullable=True),
+    sa.Column("request_ref", sa.String(UUID_LEN), nullable=True),
+    sa.Column("msg_id", sa.String(UUID_LEN), nullable=True),
+    sa.Column("outcome", sa.Text(), nullable=True),
+    sa.Index(None, "state", "id"),
+    sa.Index(None, "pathway_id"),
+)

@@ -6,8 +6,8 @@ Create Date: 2026-12-07
 
 Adds ``received_messages`` (business documents received on our inbox, each with the one AppRec that
 answers it), ``pathways`` (one per patient, the aggregate as a document), ``pathway_points`` (its
-points, for worklists and reports), ``pathway_events`` (append-only history) and ``pathway_alerts``
-(each due-soon and overdue alert raised once). Written by hand to match ``edi_gateway/store/tables.py``.
+points, for worklists and reports), ``pathway_events`` (append-only history) ``pathway_alerts``
+(each due-soon and overdue alert raised once) and ``pathway_notes`` (fastlege notes asked for). Written by hand to match ``edi_gateway/store/tables.py``.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ def _json() -> sa.types.TypeEngine[Any]:
 
 
 def upgrade() -> None:
-    """Create the five tables and their indexes."""
+    """Create the six tables and their indexes."""
     op.create_table(
         "received_messages",
         sa.Column("id", _row_id(), autoincrement=True, nullable=False),
@@ -136,8 +136,36 @@ def upgrade() -> None:
         ),
     )
 
+    op.create_table(
+        "pathway_notes",
+        sa.Column("id", _row_id(), autoincrement=True, nullable=False),
+        sa.Column("pathway_id", _row_id(), nullable=False),
+        sa.Column("course", sa.SmallInteger(), nullable=False),
+        sa.Column("number", sa.SmallInteger(), nullable=False),
+        sa.Column("text", sa.Text(), nullable=False),
+        sa.Column("asked_at", _utc(), nullable=False),
+        sa.Column("asked_by", sa.String(255), nullable=False),
+        sa.Column("state", sa.String(16), nullable=False),
+        sa.Column("claimed_by", sa.String(200), nullable=True),
+        sa.Column("claimed_at", _utc(), nullable=True),
+        sa.Column("request_ref", sa.String(36), nullable=True),
+        sa.Column("msg_id", sa.String(36), nullable=True),
+        sa.Column("outcome", sa.Text(), nullable=True),
+        sa.PrimaryKeyConstraint("id", name="pk_pathway_notes"),
+        sa.ForeignKeyConstraint(["pathway_id"], ["pathways.id"], name="fk_pathway_notes_pathway_id_pathways"),
+    )
+    op.create_index("ix_pathway_notes_state_id", "pathway_notes", ["state", "id"])
+    op.create_index("ix_pathway_notes_pathway_id", "pathway_notes", ["pathway_id"])
+
 
 def downgrade() -> None:
-    """Drop the five tables (received documents and every pathway with its history are lost)."""
-    for table in ("pathway_alerts", "pathway_events", "pathway_points", "pathways", "received_messages"):
+    """Drop the six tables (received documents and every pathway with its history are lost)."""
+    for table in (
+        "pathway_notes",
+        "pathway_alerts",
+        "pathway_events",
+        "pathway_points",
+        "pathways",
+        "received_messages",
+    ):
         op.drop_table(table)
