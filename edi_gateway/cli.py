@@ -134,7 +134,8 @@ def receiver(
     duplicate_apprec: Annotated[bool, typer.Option(help="Send every AppRec twice.")] = False,
 ) -> None:
     """Play a kommune or legekontor system: validate, verify and answer each message with an AppRec."""
-    from edi_gateway.services.receiver import ReceiverBehaviour, run_receiver
+    from edi_gateway.services.kommune import run_receiver
+    from edi_gateway.services.receiver import ReceiverBehaviour
 
     configure_logging()
     settings = load_settings(test_mode=True)  # receivers in demos and tests see synthetic patients
@@ -200,10 +201,11 @@ def demo(
 
 
 def _register_operator_commands() -> None:
-    from edi_gateway import cli_ops, cli_parked, cli_replay, cli_web
+    from edi_gateway import cli_ops, cli_parked, cli_pathway, cli_replay, cli_web
 
     cli_ops.register(app)
     cli_parked.register(app)
+    cli_pathway.register(app)
     cli_replay.register(app)
     cli_web.register(app)
 

@@ -23,6 +23,7 @@ from edi_gateway.cli_common import (
     gateway_session,
     parse_when,
 )
+from edi_gateway.cli_pilot import ReportBy, ReportFormat, pilot_command
 from edi_gateway.domain.states import MessageState
 from edi_gateway.localtime import shown
 from edi_gateway.services import queries
@@ -307,9 +308,29 @@ def report_command(
     since: Annotated[str, typer.Option(help="First day (or date-time), local time.")],
     until: Annotated[str, typer.Option(help="Last day, included (or a date-time, excluded).")],
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    pilot: Annotated[
+        bool, typer.Option("--pilot", help="The pilot report: JA, NEI, sent, acknowledged, kommune points.")
+    ] = False,
+    fmt: Annotated[
+        ReportFormat | None, typer.Option("--format", help="text (default), json, or csv (--pilot only).")
+    ] = None,
+    by: Annotated[
+        ReportBy | None, typer.Option(help="--pilot: a row per kommune per calendar month (local).")
+    ] = None,
 ) -> None:
-    """Report a period: outcomes per kommune and samhandlingspunkt, consent, median time to AppRec."""
+    """Report a period: outcomes per kommune and samhandlingspunkt, consent, median time to AppRec.
+
+    With --pilot: per kommune (and month), JA, NEI, sent to the kommune, acknowledged, and the
+    kommune's samhandlingspunkter done, declined, not reachable and overdue.
+    """
+    if not pilot and (by is not None or fmt is ReportFormat.CSV):
+        raise typer.BadParameter("--by and --format csv go with --pilot")
+    fmt = ReportFormat.JSON if as_json else fmt or ReportFormat.TEXT
     start, end = parse_when(since), parse_when(until, end_of_day=True)
+    if pilot:
+        pilot_command(start, end, fmt=fmt, by=by)
+        return
+    as_json = fmt is ReportFormat.JSON
     with gateway_session() as gateway:
         found = queries.report(gateway.store, gateway.registers, since=start, until=end)
     if as_json:

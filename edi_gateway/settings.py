@@ -9,9 +9,10 @@ and never routes by fixture registers nobody chose.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from functools import cached_property
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -209,6 +210,18 @@ class Settings(BaseSettings):
         default=900.0, gt=0, description="Seconds over which failed web logins are counted, and held."
     )
 
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Settings:
+        """A copy with ``update`` applied; values derived from the old fields are derived again.
+
+        The ``cached_property`` values (the database URL in force …) live in the instance's
+        ``__dict__``, which pydantic copies as it is: without this a copy with another DATABASE_URL
+        would still name the original's database.
+        """
+        copy = super().model_copy(update=update, deep=deep)
+        for name in _DERIVED:
+            copy.__dict__.pop(name, None)
+        return copy
+
     @field_validator("home")
     @classmethod
     def _expand_home(cls, value: Path) -> Path:
@@ -289,3 +302,7 @@ class Settings(BaseSettings):
     def pki_dir(self) -> Path:
         """Where the generated test PKI lives."""
         return self.home / "pki"
+
+
+_DERIVED = tuple(name for name, value in vars(Settings).items() if isinstance(value, cached_property))
+"""The settings' derived values, computed once per instance (and dropped from a copy)."""

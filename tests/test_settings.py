@@ -133,3 +133,12 @@ def test_sqlite_file_is_the_database_file_the_url_names(url: str | None, expecte
     """sqlite_file is the file SQLite would create, and None for other databases and in-memory ones."""
     settings = Settings(home=Path("home"), database_url=url)
     assert settings.sqlite_file == (Path(expected) if expected else None)
+
+
+def test_a_copy_with_another_database_names_that_database(tmp_path: Path) -> None:
+    """model_copy derives the database URL in force again instead of keeping the original's."""
+    settings = Settings(home=tmp_path, test_mode=True)
+    assert settings.effective_database_url.endswith("edi_gateway.sqlite3")
+    copy = settings.model_copy(update={"database_url": "sqlite:////elsewhere/k.sqlite3"})
+    assert copy.effective_database_url == "sqlite:////elsewhere/k.sqlite3"
+    assert settings.effective_database_url != copy.effective_database_url

@@ -84,7 +84,13 @@ def load_signer(settings: Settings, pki: TestPki | None) -> Signer:
         raise ConfigurationError("set both EDI_GATEWAY_SIGNING_KEY and EDI_GATEWAY_SIGNING_CERT, or neither")
     if pki is None or not settings.test_mode:
         raise ConfigurationError("no signing key: set EDI_GATEWAY_SIGNING_KEY and EDI_GATEWAY_SIGNING_CERT")
-    return Signer.from_files(pki.key_path(settings.our_her_id), pki.cert_path(settings.our_her_id))
+    try:
+        return Signer.from_files(pki.key_path(settings.our_her_id), pki.cert_path(settings.our_her_id))
+    except OSError as exc:
+        raise ConfigurationError(
+            f"the test PKI has no key for EDI_GATEWAY_OUR_HER_ID {settings.our_her_id}: "
+            "it is not a virksomhet in the registers"
+        ) from exc
 
 
 def load_registers(settings: Settings) -> tuple[Registers, TestPki | None]:

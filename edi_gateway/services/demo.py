@@ -3,7 +3,9 @@
 Sends the example requests plus a few more (several kommuner, a fastlege, no consent, an invalid one,
 a patient outside Telemark), runs a worker and a receiver for every kommune and legekontor involved
 (one of them rejects, one stays silent), waits until every message has its final state, and prints a
-table: request → receiver → MsgId → state → AppRec status and errors, with rejection reasons. Each run gives its requests fresh
+table: request → receiver → MsgId → state → AppRec status and errors, with rejection reasons. Then the
+kommune side (``demo_pathway``): a kommune's worklist with the due windows, a point completed, and the
+note to the fastlege sent and acknowledged. Each run gives its requests fresh
 request ids (derived from a run id), so a second run shows the same cases again instead of repeats.
 """
 
@@ -20,11 +22,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from edi_gateway.domain.model import ReceiverKind
 from edi_gateway.domain.states import MessageState
 from edi_gateway.errors import BrokerUnavailable, EdiGatewayError
 from edi_gateway.resources import resource_dir
 from edi_gateway.services.context import Gateway, ensure_gateway_pki, open_gateway
-from edi_gateway.services.receiver import ReceiverBehaviour, run_receiver
+from edi_gateway.services.demo_pathway import CASE as PATHWAY_CASE
+from edi_gateway.services.demo_pathway import run_pathway_demo
+from edi_gateway.services.kommune import run_receiver
+from edi_gateway.services.receiver import ReceiverBehaviour
 from edi_gateway.services.setup import declare_gateway_topology
 from edi_gateway.services.worker import run_worker
 from edi_gateway.settings import Settings
@@ -297,6 +303,26 @@ def _receivers_for(gateway: Gateway, cases: list[DemoCase]) -> list[int]:
     return sorted(her_ids)
 
 
+def _kommune_side(
+    gateway: Gateway,
+    cases: list[DemoCase],
+    receiver_settings: Callable[[int], Settings],
+    *,
+    timeout: float,
+    echo: Echo,
+) -> bool:
+    """The kommune's half (``demo_pathway``) for the patient of the kommune-and-fastlege case."""
+    case = next(c for c in cases if c.label == PATHWAY_CASE)
+    request = _request_of(gateway, case)
+    messages = gateway.store.messages_for_request(request.ref) if request is not None else []
+    kommune = next((m for m in messages if m.receiver_kind == ReceiverKind.KOMMUNE), None)
+    if kommune is None or kommune.state != MessageState.ACKED:
+        echo(f"the {PATHWAY_CASE} message was not acknowledged by its kommune; no pathway to show")
+        return False
+    her_id = kommune.receiver_org_her_id
+    return run_pathway_demo(gateway, kommune, receiver_settings(her_id), timeout=timeout, echo=echo)
+
+
 def _behaviour(her_id: int) -> ReceiverBehaviour:
     if her_id == REJECTING_RECEIVER:
         return ReceiverBehaviour(reject="E35")
@@ -367,16 +393,17 @@ def _run(
                 done = True
                 break
             time.sleep(0.2)
-        loops.join()
         echo("")
         echo(_render(_table(gateway, cases)))
+        pathway_ok = done and _kommune_side(gateway, cases, receiver_settings, timeout=timeout, echo=echo)
+        loops.join()
         echo("")
         if loops.failures:
             echo(f"a demo loop failed: {loops.failures[0]}")
             return False
         if not done:
             echo(f"not every message reached its final state within {timeout:.0f} s")
-        return done
+        return done and pathway_ok
     finally:
         loops.stop.set()
         gateway.close()

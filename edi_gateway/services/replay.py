@@ -28,6 +28,7 @@ from typing import Any
 from edi_gateway.domain.assessment_text import render_assessment
 from edi_gateway.domain.events import StatusEvent
 from edi_gateway.domain.model import Receiver, ReceiverKind
+from edi_gateway.domain.note_text import NOTE_CONTENT_TYPE
 from edi_gateway.domain.request import RequestV1, parse_request
 from edi_gateway.domain.states import MessageState
 from edi_gateway.errors import (
@@ -65,6 +66,10 @@ XML = "application/xml"
 JSON = "application/json"
 
 RESENDABLE = frozenset({MessageState.QUEUED, MessageState.SENT, MessageState.OVERDUE, MessageState.FAILED})
+NOTE_NOT_REBUILT = (
+    "this message is the kommune's note to the fastlege, not built from an EPR request, so it cannot be "
+    "rebuilt or edited: resend it, or record a new note on the pathway"
+)
 
 
 class ReplayKind(StrEnum):
@@ -125,12 +130,24 @@ class ReplayPlanner:
         request = self._g.store.get_request_by_ref(message.request_ref)
         if request is None:
             raise MessageNotFound(message.msg_id)
+        if request.content_type == NOTE_CONTENT_TYPE:
+            raise ReplayRefused(NOTE_NOT_REBUILT)
         if is_xml(request.content_type):
             raise ReplayRefused(
                 "the EPR built this MsgHead itself, so the gateway cannot rebuild it: resend it, or ask "
                 "the EPR for a corrected message"
             )
         return self.parse(request.body, request.content_type)
+
+    def check_rebuildable(self, message: MessageRecord) -> None:
+        """Refuse a rebuild or edit of a message no EPR request made (a kommune's note to the fastlege).
+
+        Raises:
+            ReplayRefused: the message is a note to the fastlege (``services.fastlege_note``).
+        """
+        request = self._g.store.get_request_by_ref(message.request_ref)
+        if request is not None and request.content_type == NOTE_CONTENT_TYPE:
+            raise ReplayRefused(NOTE_NOT_REBUILT)
 
     def parse(self, body: bytes, content_type: str) -> RequestV1:
         """Parse a stored or edited request as intake would (size limit, test-mode rules)."""
@@ -292,6 +309,7 @@ class ReplayService:
             raise ReplayRefused("an edited request goes with kind edit, and kind edit needs one")
         if kind is ReplayKind.RESEND:
             return self._resend(who, message, reason)
+        self._plan.check_rebuildable(message)
         if edited is not None:
             body = json.dumps(dict(edited), ensure_ascii=False).encode()
             request = self._plan.parse(body, JSON)

@@ -39,6 +39,7 @@ class ParkedKind(StrEnum):
     """What sort of inbound document was parked."""
 
     APPREC = "apprec"
+    MESSAGE = "message"  # a business document (MsgHead) that could not be trusted or read
 
 
 @dataclass(frozen=True, slots=True)

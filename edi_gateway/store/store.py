@@ -34,9 +34,13 @@ from edi_gateway.store.errors import DuplicateRequest, MessageNotFound
 from edi_gateway.store.leases import LeaseStore
 from edi_gateway.store.lookups import by_asked, chunks, spellings
 from edi_gateway.store.moves import apply_transitions, lock_messages
+from edi_gateway.store.notes import NoteStore
 from edi_gateway.store.operators import OperatorStore
 from edi_gateway.store.parked import ParkedStore
+from edi_gateway.store.pathways import PathwayStore
+from edi_gateway.store.pilot import PilotStore
 from edi_gateway.store.queries import QueryStore
+from edi_gateway.store.received import ReceivedStore
 from edi_gateway.store.records import (
     EventRecord,
     MessageRecord,
@@ -51,7 +55,17 @@ MIGRATION_LOCK_KEY = 0x6564695F6777  # "edi_gw": any constant unique to this app
 
 
 class Store(
-    QueryStore, OperatorStore, AcknowledgementStore, ParkedStore, DeliveryStore, LeaseStore, ActionStore
+    QueryStore,
+    OperatorStore,
+    AcknowledgementStore,
+    ParkedStore,
+    DeliveryStore,
+    LeaseStore,
+    ActionStore,
+    NoteStore,
+    PathwayStore,
+    ReceivedStore,
+    PilotStore,
 ):
     """Requests, messages and their event history; AppRecs, parked documents and receiver health.
 

@@ -356,6 +356,8 @@ received_messages = sa.Table(
     sa.Column("pathway_state", sa.String(16), nullable=True),
     # Hospital side: the message of ours this one answers (ConversationRef/RefToParent), if we sent it.
     sa.Column("thread_msg_id", sa.String(UUID_LEN), nullable=True),
+    # The transport's id of the delivery (NHN's message id): its AppRec operation answers by it.
+    sa.Column("transport_id", sa.String(64), nullable=True),
     sa.UniqueConstraint("sender_her_id", "msg_id"),
     sa.Index(None, "received_at"),
     sa.Index(None, "thread_msg_id"),

@@ -35,6 +35,11 @@ class Names:
         """The topic exchange for status events (routing key ``status.<state>``)."""
         return f"{self.prefix}edi.events"
 
+    @property
+    def inbound_exchange(self) -> str:
+        """The topic exchange that hands received documents to local systems (``inbound.<type>``)."""
+        return f"{self.prefix}edi.inbound"
+
     def receiver_queue(self, her_id: int) -> str:
         """Return the queue of the receiver with this HER-id (NHN naming, ``<herId>_async``)."""
         return f"{self.prefix}{her_id}_async"

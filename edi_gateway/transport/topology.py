@@ -80,6 +80,7 @@ def declare_topology(
         _declare_queue(channel, names.requests_dlq, QUORUM)
         _declare_queue(channel, names.requests, request_args)
         _declare_exchange(channel, names.events_exchange)
+        _declare_exchange(channel, names.inbound_exchange)
         for queue in plain_queues:
             _declare_queue(channel, queue, QUORUM)
     except PIKA_ERRORS as exc:
@@ -109,6 +110,7 @@ def delete_topology(url: str, names: Names, queues: Iterable[str] = ()) -> None:
         for queue in dict.fromkeys([names.requests, names.requests_dlq, *queues]):
             channel.queue_delete(queue)
         channel.exchange_delete(names.events_exchange)
+        channel.exchange_delete(names.inbound_exchange)
     except PIKA_ERRORS as exc:
         raise BrokerUnavailable(
             f"deleting the topology on {broker_location(url)} failed ({type(exc).__name__})"

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from edi_gateway.services import lookup, queries
@@ -29,11 +29,13 @@ from edi_gateway.services.access import (
 )
 from edi_gateway.services.operator_actions import outcome_text, raise_outcome, result_of
 from edi_gateway.services.queries import MessageDetail, MessageFilter, Page, Report
+from edi_gateway.services.queries.pilot import pilot_report, to_json
 from edi_gateway.services.replay import ReplayKind, ReplayResult
 from edi_gateway.store.actions import ActionRecord
 from edi_gateway.store.operators import TokenRecord
 from edi_gateway.web.auth import Admin, OperatorRole, Viewer, check_api_csrf, csrf_token, uses_session
 from edi_gateway.web.filters import MAX_PAGE, api_filter
+from edi_gateway.web.pilot import csv_response
 from edi_gateway.web.state import WebState, web_state
 
 router = APIRouter(prefix="/api", tags=["operators"], dependencies=[Depends(check_api_csrf)])
@@ -303,6 +305,28 @@ def report(
     end = _aware(until) or datetime.now(UTC)
     start = _aware(since) or end - timedelta(days=REPORT_DAYS)
     return queries.report(state.store, state.gateway.registers, since=start, until=end)
+
+
+@router.get(
+    "/report/pilot",
+    response_model=None,
+    responses={200: {"content": {"application/json": {}, "text/csv": {}}}},
+)
+def report_pilot(
+    state: State,
+    _: Viewer,
+    since: Annotated[datetime | None, Query(description="Default: 30 days ago.")] = None,
+    until: Annotated[datetime | None, Query(description="Default: now.")] = None,
+    by: Annotated[Literal["month"] | None, Query(description="A row per kommune per month.")] = None,
+    fmt: Annotated[Literal["json", "csv"], Query(alias="format", description="csv: a download.")] = "json",
+) -> Response:
+    """The pilot report: per kommune (and month) JA, NEI, sent, acknowledged and the kommune's points."""
+    end = _aware(until) or datetime.now(UTC)
+    start = _aware(since) or end - timedelta(days=REPORT_DAYS)
+    if end < start:
+        raise HTTPException(400, "until must not be before since")
+    found = pilot_report(state.store, state.gateway.registers, since=start, until=end, by=by)
+    return csv_response(found) if fmt == "csv" else JSONResponse(to_json(found))
 
 
 @router.get("/registry/lookup")

@@ -35,6 +35,8 @@ from edi_gateway.web.auth import (
 )
 from edi_gateway.web.chart import report_chart
 from edi_gateway.web.filters import form_filter, form_time
+from edi_gateway.web.pathways import pathway_summary
+from edi_gateway.web.pilot import pilot_section
 from edi_gateway.web.render import page, private
 from edi_gateway.web.state import WebState, web_state
 
@@ -139,6 +141,7 @@ def dashboard(request: Request, state: State, operator: Viewer) -> HTMLResponse:
         overdue=queries.overdue_messages(store),
         quiet=quiet,
         last_hour=queries.throughput_last_hour(store, datetime.now(UTC)),
+        pathways=pathway_summary(state),
     )
 
 
@@ -181,6 +184,7 @@ def report_page(request: Request, state: State, operator: Viewer) -> HTMLRespons
         operator,
         report=result,
         chart=report_chart(result.rows),
+        **pilot_section(state.store, state.gateway.registers, since=since, until=until),
         # The period in force, as the form's local date-times: the default period shows, and a bare
         # date typed into the address bar comes back in the form the inputs take.
         values={"since": _form_value(since), "until": _form_value(until)},

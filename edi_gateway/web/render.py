@@ -83,6 +83,7 @@ def page(
         "flash": request.session.pop(FLASH_KEY, None),
         "is_operator": can(operator, Role.OPERATOR),
         "is_admin": can(operator, Role.ADMIN),
+        "is_kommune": request.app.state.web.gateway.settings.role == "kommune",  # the pathway worklist
     }
     return templates.TemplateResponse(request, name, {**base, **context}, status_code=status_code)
 

@@ -121,6 +121,7 @@ def _cleanup(settings: Settings, gateway: Gateway, extra: list[str]) -> None:
     ]:
         channel.queue_delete(queue)
     channel.exchange_delete(names.events_exchange)
+    channel.exchange_delete(names.inbound_exchange)
     connection.close()
 
 

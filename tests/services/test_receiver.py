@@ -1,6 +1,6 @@
 """Tests for edi_gateway.services.receiver: a kommune / legekontor system answering MsgHeads with AppRecs.
 
-Reading, composing and the journal run without a broker (the pure assessment has its own module,
+Reading and composing run without a broker (the pure assessment has its own module,
 ``test_receiver_assessment.py``); the receiver itself runs against the real RabbitMQ beside a real
 gateway worker, each test on its own queue prefix. All parties are the synthetic fixture registers;
 person numbers are in the synthetic month+80 series.
@@ -16,7 +16,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -39,20 +39,17 @@ from edi_gateway.registers.base import Registers, Virksomhet
 from edi_gateway.registers.fixtures import load_fixture_registers
 from edi_gateway.resources import resource_dir
 from edi_gateway.services.context import ConfigurationError
+from edi_gateway.services.kommune import DATABASE_NAME, kommune_settings, receiver_home, run_receiver
 from edi_gateway.services.receiver import (
-    JOURNAL_NAME,
     Envelope,
     ReceiverBehaviour,
     compose_apprec,
-    load_receiving_party,
     read_message,
-    receiver_state_dir,
     rejected,
-    run_receiver,
     with_transport,
 )
 from edi_gateway.settings import Settings
-from edi_gateway.store.receiver_journal import PendingAppRec, ReceiverJournal
+from edi_gateway.store import Store
 from edi_gateway.transport.consumer import Delivery, drain, queue_depth
 from edi_gateway.transport.publisher import ConfirmingPublisher, Outgoing
 from edi_gateway.xml import namespaces as ns
@@ -397,47 +394,58 @@ def test_compose_replaces_an_unusable_issue_date(registers: Registers) -> None:
     assert spec.original_issue_date == datetime(2026, 11, 3, 8, 0, 0)
 
 
-def test_load_receiving_party_refuses_unknown_and_own_her_ids(tmp_path: Path, pki_template: Path) -> None:
-    """The receiver plays a registered receiving virksomhet, never an unknown one nor the gateway itself."""
+def test_kommune_settings_refuse_the_hospital_itself_and_production(
+    tmp_path: Path, pki_template: Path
+) -> None:
+    """The receiver plays a receiving virksomhet in test mode only, never the hospital gateway itself."""
     settings = make_settings(
         tmp_path, pki_template, amqp_url="amqp://x", database_url="sqlite://", queue_prefix=""
     )
     with pytest.raises(ConfigurationError):
-        load_receiving_party(settings, 8199999)
+        kommune_settings(settings, HOSPITAL)
     with pytest.raises(ConfigurationError):
-        load_receiving_party(settings, HOSPITAL)
-    assert load_receiving_party(settings, PORSGRUNN).virksomhet.her_id == PORSGRUNN
+        kommune_settings(settings.model_copy(update={"test_mode": False}), PORSGRUNN)
+    kommune = kommune_settings(settings, PORSGRUNN)
+    assert (kommune.role, kommune.our_her_id) == ("kommune", PORSGRUNN)
+    assert kommune.effective_database_url.endswith(f"receivers/{PORSGRUNN}/{DATABASE_NAME}")
 
 
-def test_journal_survives_reopening(tmp_path: Path) -> None:
-    """Answered MsgIds and pending AppRecs are still there when the journal is opened again."""
-    path = tmp_path / "r" / JOURNAL_NAME
-    msg_id = str(uuid.uuid4())
-    pending = PendingAppRec("a1", 100.0, "q", msg_id, HOSPITAL, b"<AppRec/>", copies=2)
-    ReceiverJournal(path).schedule([pending], [(HOSPITAL, msg_id, "a1")])
-    again = ReceiverJournal(path)
-    assert again.is_answered(HOSPITAL, msg_id)
-    assert not again.is_answered(SKIEN, msg_id), "answered is per sender"
-    assert again.due(99.0) == []
-    assert again.due(100.0) == [pending]
-    again.remove(["a1"])
-    assert again.pending_count() == 0
+def test_an_unknown_her_id_is_refused_before_consuming(tmp_path: Path, pki_template: Path) -> None:
+    """run_receiver for a HER-id the Adresseregister does not know stops with a configuration error."""
+    settings = make_settings(
+        tmp_path, pki_template, amqp_url="amqp://x", database_url="sqlite://", queue_prefix=""
+    )
+    with pytest.raises(ConfigurationError, match="8199999"):
+        run_receiver(settings, 8199999, ReceiverBehaviour(), threading.Event())
 
 
-def test_journal_and_its_folders_are_owner_only_under_umask_000(tmp_path: Path) -> None:
-    """The receiver's folders are 0700 and its journal 0600, whatever the umask."""
+def test_the_receivers_folders_and_database_are_owner_only_under_umask_000(tmp_path: Path) -> None:
+    """The receiver's folders are 0700 and its database 0600, whatever the umask."""
     settings = Settings(home=tmp_path / "home", test_mode=True)
     old = os.umask(0)
     try:
-        folder = receiver_state_dir(settings, PORSGRUNN)
-        journal = ReceiverJournal(folder / JOURNAL_NAME)
-        journal.record_answered([(HOSPITAL, str(uuid.uuid4()), "a1")])
+        folder = receiver_home(settings, PORSGRUNN)
+        from edi_gateway.services.context import prepare_home
+
+        prepare_home(kommune_settings(settings, PORSGRUNN))
     finally:
         os.umask(old)
     assert stat.S_IMODE(folder.stat().st_mode) == 0o700
     assert stat.S_IMODE(folder.parent.stat().st_mode) == 0o700
-    for path in folder.iterdir():
-        assert stat.S_IMODE(path.stat().st_mode) == 0o600, path.name
+    assert stat.S_IMODE((folder / DATABASE_NAME).stat().st_mode) == 0o600
+
+
+def receiver_store(settings: Settings, her_id: int) -> Store:
+    """The receiver's own database (a kommune gateway keeps its own)."""
+    return Store.connect(kommune_settings(settings, her_id).effective_database_url)
+
+
+def unsent_apprecs(settings: Settings, her_id: int) -> int:
+    store = receiver_store(settings, her_id)
+    try:
+        return len(store.unsent_apprecs(datetime.now().astimezone() + timedelta(days=1)))
+    finally:
+        store.close()
 
 
 # --- the receiver on the real broker ------------------------------------------------------------
@@ -657,7 +665,11 @@ def test_the_same_msghead_twice_gets_one_apprec_even_across_a_restart(
         publish(settings, PORSGRUNN, body)
         settle(gateway, PORSGRUNN)
         assert inbox(gateway, expect=1, timeout=1.5) == []
-    assert (receiver_state_dir(settings, PORSGRUNN) / JOURNAL_NAME).is_file()
+    store = receiver_store(settings, PORSGRUNN)
+    try:
+        assert len(store.received_list()) == 1
+    finally:
+        store.close()
 
 
 @pytest.mark.rabbitmq
@@ -734,15 +746,15 @@ def test_a_delayed_answer_comes_late_and_survives_a_restart(
     """With delay_s the AppRec is not sent before its time, and a restart in between does not lose it."""
     message = outbound(kommune_receiver(registers))
     settings = gateway.settings
-    journal = ReceiverJournal(receiver_state_dir(settings, PORSGRUNN) / JOURNAL_NAME)
-    with receiver(settings, PORSGRUNN, ReceiverBehaviour(delay_s=3.0)):
+    late = ReceiverBehaviour(delay_s=3.0)
+    with receiver(settings, PORSGRUNN, late):
         started = time.monotonic()
         publish(settings, PORSGRUNN, signed(pki_template, message))
-        gateway.wait_for(lambda: journal.pending_count() == 1)
+        gateway.wait_for(lambda: unsent_apprecs(settings, PORSGRUNN) == 1)
         settle(gateway, PORSGRUNN)
     assert inbox(gateway, expect=1, timeout=0.5) == []
-    with receiver(settings, PORSGRUNN):
+    with receiver(settings, PORSGRUNN, late):
         (delivery,) = inbox(gateway, expect=1, timeout=10)
     assert time.monotonic() - started >= 3.0
     assert opened(delivery, registers, PORSGRUNN).original_msg_id == message.msg_id
-    assert journal.pending_count() == 0
+    assert unsent_apprecs(settings, PORSGRUNN) == 0

@@ -1,42 +1,42 @@
-"""The receiving system itself: reads the virksomhet's inbox, answers each MsgHead, sends the AppRecs.
+"""The receiving path: every business document on our inbox is stored first, then answered once.
 
-:class:`ReceivingSystem` reads and assesses every delivery of a batch (:mod:`.reading`,
-:mod:`.assessment`), signs the AppRec with the virksomhet's own key and sends it through the transport
-(on ``amqp`` to the original sender's inbox queue; on ``nhn`` with the message service's AppRec
-operation for the delivered message), or journals it to be sent late (``amqp`` only);
-:func:`run_receiver` wires it to the transport the settings choose and runs the dispatcher thread for
-late answers. Acknowledgement and late answers follow the rules in the
-package docstring.
+:class:`ReceivingSystem` takes a batch of deliveries (MsgHead documents; AppRecs go to the
+acknowledgement service, see :mod:`edi_gateway.services.inbox`) and, for each:
+
+1. reads it (:mod:`.reading`): hardened parse, signature against the register's certificate for the
+   *claimed* sender, official XSDs;
+2. a document this sender sent before (same MsgId, verified) is a duplicate: its stored AppRec goes
+   out if it had not yet, otherwise nothing does — one AppRec per message, ever;
+3. assesses it (:mod:`.assessment`: addressed to a HER-id we serve, a valid patient id …) and signs
+   the AppRec (HITS 1168: OK, OK with errors, Avvist with kodeverk 8221 codes);
+4. stores the verified document *with* its AppRec in one transaction (``received_messages``);
+   a document that cannot be trusted or read is parked for an operator instead, never stored as
+   business data, and still answered (Avvist) to whoever it claims to come from;
+5. sends the AppRecs, records which went out, and acks; an AppRec the transport could not take
+   requeues its document, whose redelivery sends the *stored* AppRec;
+6. hands every accepted document to local systems on ``edi.inbound`` (:mod:`.events`) and raises an
+   alert for every refused one.
+
+What a crash or a failed publish leaves undone (an AppRec not yet out, an event not yet confirmed)
+:meth:`ReceivingSystem.follow_up` finishes later; one worker runs it (a lease).
 """
 
 from __future__ import annotations
 
-import dataclasses
-import threading
-import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
-from pathlib import Path
-from typing import Final
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final
 
-from edi_gateway.errors import TransientError, XmlRejected
+from edi_gateway.domain.events import alert_json
+from edi_gateway.domain.identifiers import InvalidIdentifier, classify_person_id
+from edi_gateway.errors import XmlRejected
 from edi_gateway.logging import get_logger
-from edi_gateway.messaging.base import (
-    Accepted,
-    AppRecAnswer,
-    Deferred,
-    EdiTransport,
-    Refused,
-    SendResult,
-)
+from edi_gateway.messaging.base import Accepted, AppRecAnswer, Deferred, EdiTransport, Refused, SendResult
 from edi_gateway.messaging.base import Envelope as Document
-from edi_gateway.messaging.factory import open_messaging
-from edi_gateway.private_files import private_dir
 from edi_gateway.registers.base import Registers, Virksomhet
-from edi_gateway.registers.fixtures import load_fixture_registers
-from edi_gateway.services.context import ConfigurationError, ensure_gateway_pki
+from edi_gateway.services.announce import alert_outgoing
 from edi_gateway.services.receiver.assessment import (
     ReceiverBehaviour,
     Verdict,
@@ -44,6 +44,7 @@ from edi_gateway.services.receiver.assessment import (
     is_uuid_like,
     rejected,
 )
+from edi_gateway.services.receiver.events import inbound_outgoing
 from edi_gateway.services.receiver.reading import (
     Envelope,
     Reading,
@@ -51,27 +52,28 @@ from edi_gateway.services.receiver.reading import (
     read_message,
     with_transport,
 )
-from edi_gateway.settings import Settings
-from edi_gateway.store.receiver_journal import PendingAppRec, ReceiverJournal
+from edi_gateway.store import Store
+from edi_gateway.store.received import NewReceived, ReceivedRecord
+from edi_gateway.store.records import NewParked, ParkedKind
 from edi_gateway.transport.consumer import Delivery, Disposition
 from edi_gateway.transport.names import Names
+from edi_gateway.transport.publisher import ConfirmingPublisher, Outgoing
 from edi_gateway.xml.apprec import AppRecSpec, apprec_error, build_apprec
-from edi_gateway.xml.schemas import validate_apprec, warm_up
+from edi_gateway.xml.schemas import validate_apprec
 from edi_gateway.xml.signing import Signer
 
 log = get_logger(__name__)
 
-JOURNAL_NAME: Final = "journal.sqlite3"
-XML: Final = "application/xml"
-DISPATCH_POLL_S: Final = 0.2
-
-
-# --- the receiving system -----------------------------------------------------------------------
+FOLLOW_UP_GRACE_S: Final = 60.0
+"""An AppRec or event still not out this long after its document was stored is sent by the follow-up
+(the batch that stored it has failed or died; sooner, it may still be on its way)."""
+BEHOVSKARTLEGGING_TEMA: Final = "Pakkeforløp hjem"
+"""How a behovskartlegging's Tema begins: such a document opens or continues a pathway."""
 
 
 @dataclass(frozen=True, slots=True)
 class ReceivingParty:
-    """The virksomhet the receiver plays, the registers it checks against and its own signing key."""
+    """The virksomhet that receives, the registers it checks against and the key it signs AppRecs with."""
 
     virksomhet: Virksomhet
     registers: Registers
@@ -79,109 +81,174 @@ class ReceivingParty:
 
 
 @dataclass(frozen=True, slots=True)
-class _Answer:
-    """A signed AppRec for one delivery, and the MsgId it records as answered (verified ones only)."""
+class _Incoming:
+    """One delivery read: its facts, and the key it is stored under when verified."""
 
-    spec: AppRecSpec
-    body: bytes
-    queue: str
-    answered_key: tuple[int, str] | None
-    answering_her_id: int
-    in_reply_to: str | None = None
+    delivery: Delivery
+    reading: Reading
+    envelope: Envelope
 
-    def answer(self) -> AppRecAnswer:
-        envelope = _apprec_envelope(
-            self.answering_her_id,
-            self.spec.id,
-            self.spec.original_msg_id,
-            self.spec.receiver.inst.id,
-            self.queue,
-            self.body,
-        )
-        errors = tuple((e.code, e.text) for e in self.spec.errors)
-        return AppRecAnswer(envelope, self.in_reply_to, int(self.spec.status), errors)
+    @property
+    def key(self) -> tuple[int, str] | None:
+        # Only verified documents have a key: a forged copy must never pre-empt the genuine one.
+        e = self.envelope
+        if not self.reading.verified or e.sender_her_id is None or not e.msg_id:
+            return None
+        return e.sender_her_id, e.msg_id
+
+
+@dataclass
+class _Plan:
+    """What a batch does: AppRecs to send (with the stored row each belongs to), rows, parked, alerts."""
+
+    answers: list[tuple[int, AppRecAnswer, int | None]] = field(default_factory=list)
+    new: list[tuple[int, NewReceived, AppRecAnswer]] = field(default_factory=list)
+    parked: list[NewParked] = field(default_factory=list)
+    alerts: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass
 class ReceivingSystem:
-    """Handles batches from the virksomhet's queue and sends the AppRecs; one per ``run_receiver``."""
+    """Receives documents for one virksomhet, stores each, answers each once, announces the accepted.
+
+    Attributes:
+        party: who receives (the virksomhet, the registers, the signing key).
+        store: where documents and their AppRecs are kept.
+        transport: how AppRecs go back (AMQP queues or NHN's message service).
+        publisher: for ``edi.inbound`` events and alerts (``edi.events``).
+        names: queue and exchange names.
+        test_mode: accept synthetic person numbers.
+        opens_pathways: a kommune: a received behovskartlegging is marked for the pathway worklist.
+        behaviour: simulated misbehaviour, for demos and tests only (the default answers honestly).
+        confirm_timeout_s: longest wait for the broker's confirms.
+        on_stored: called after a batch stored documents marked for the worklist (applies them).
+    """
 
     party: ReceivingParty
-    behaviour: ReceiverBehaviour
-    journal: ReceiverJournal
+    store: Store
     transport: EdiTransport
+    publisher: ConfirmingPublisher
     names: Names
     test_mode: bool
-    confirm_timeout_s: float
+    opens_pathways: bool = False
+    behaviour: ReceiverBehaviour = field(default_factory=ReceiverBehaviour)
+    confirm_timeout_s: float = 30.0
+    on_stored: Callable[[], None] | None = None
     _sequence: int = field(default=0, init=False)
 
     def handle_batch(self, batch: Sequence[Delivery]) -> list[Disposition]:
-        """Answer every delivery of the batch; return one disposition per delivery, in order."""
+        """Store, answer and announce every delivery of the batch; one disposition each, in order."""
+        now = datetime.now(UTC)
+        incoming = [self._read(d) for d in batch]
+        known = self.store.received_by_keys([i.key for i in incoming if i.key is not None])
+        plan = _Plan()
         seen: set[tuple[int, str]] = set()
-        answers = [self._answer(delivery, seen) for delivery in batch]
-        if self.behaviour.delay_s > 0:
-            to_schedule = [a for a in answers if a is not None]
-            if to_schedule:
-                self._schedule(to_schedule)
-            return [Disposition.ACK] * len(batch)
-        return self._send_now(answers)
+        for index, item in enumerate(incoming):
+            self._plan_one(index, item, known, seen, now, plan)
+        self.store.park_documents(plan.parked)
+        stored = self.store.add_received([n for _, n, _ in plan.new])
+        records: list[ReceivedRecord] = []
+        for (index, _new, answer), record in zip(plan.new, stored, strict=True):
+            if record is None:
+                log.info("receiver.duplicate_raced", **_fields(incoming[index].envelope))
+                continue
+            records.append(record)
+            if not self._delayed:
+                plan.answers.append((index, answer, record.id))
+        dispositions = self._send(plan.answers, len(batch))
+        self._announce(records, plan.alerts)
+        if self.on_stored is not None and any(r.pathway_state == "pending" for r in records):
+            self.on_stored()
+        return dispositions
 
-    def dispatch_due(self, stop: threading.Event) -> None:
-        """Publish journaled AppRecs as they fall due, until ``stop`` is set (the dispatcher thread)."""
-        while not stop.wait(DISPATCH_POLL_S):
-            try:
-                self.send_due(time.time())
-            except TransientError as exc:
-                log.warning("receiver.dispatch_failed", error=type(exc).__name__)
+    def follow_up(self, now: datetime) -> int:
+        """Send the AppRecs and events a batch left undone (or held back by ``delay_s``); return how many.
 
-    def send_due(self, now: float) -> int:
-        """Publish the AppRecs due at ``now``; return how many went out (or were dropped as unroutable)."""
-        due = self.journal.due(now)
-        if not due:
-            return 0
-        our = self.party.virksomhet.her_id
-        outcomes = self._publish([(_answer_of(p, our), p.copies) for p in due])
-        done = [p.apprec_id for p, error in zip(due, outcomes, strict=True) if _settled(error, p.apprec_id)]
-        self.journal.remove(done)
-        return len(done)
+        Run by one worker at a time (a lease): documents stored more than ``FOLLOW_UP_GRACE_S`` ago
+        whose AppRec has not gone out, and accepted documents whose ``edi.inbound`` event the
+        broker has not confirmed.
+        """
+        wait = self.behaviour.delay_s if self._delayed else FOLLOW_UP_GRACE_S
+        unsent = self.store.unsent_apprecs(now - timedelta(seconds=wait))
+        answers = [(i, self._stored_answer(r), r.id) for i, r in enumerate(unsent)]
+        self._send(answers, len(unsent))
+        unannounced = self.store.unannounced(now - timedelta(seconds=FOLLOW_UP_GRACE_S))
+        self._announce(unannounced, [])
+        return len(unsent) + len(unannounced)
 
     # -- one delivery ----------------------------------------------------------------------------
 
-    def _answer(self, delivery: Delivery, seen: set[tuple[int, str]]) -> _Answer | None:
+    def _read(self, delivery: Delivery) -> _Incoming:
         reading = read_message(delivery.body, self.party.registers.address)
-        envelope = with_transport(reading.envelope, delivery.message_id, delivery.headers)
-        key = _answered_key(reading, envelope)
-        logged = _log_fields(envelope)
-        if key is not None and (key in seen or self.journal.is_answered(*key)):
-            log.info("receiver.duplicate_ignored", **logged)
-            return None
-        verdict = self._verdict(reading)
-        codes = [e.code for e in verdict.errors]
-        if self.behaviour.silent:
-            log.info("receiver.withheld", status=int(verdict.status), codes=codes, **logged)
-            return None
-        spec = compose_apprec(
-            envelope,
-            verdict,
-            self.party.virksomhet,
-            apprec_id=str(uuid.uuid4()),
-            now=datetime.now().astimezone(),
-            recipient_name=self._name_of(envelope.sender_her_id),
+        return _Incoming(
+            delivery, reading, with_transport(reading.envelope, delivery.message_id, delivery.headers)
         )
-        if spec is None:
-            log.warning("receiver.unanswerable", codes=codes, **logged)
-            return None
-        try:
-            body = self._signed(spec)
-        except (XmlRejected, ValueError) as exc:
-            # A fault of ours; requeueing would only repeat it, so the message stays unanswered.
-            log.error("receiver.apprec_invalid", error=type(exc).__name__, **logged)
-            return None
-        if key is not None:
-            seen.add(key)
-        answering = delivery.inbox_her_id or self.party.virksomhet.her_id
-        queue = self.names.inbox(int(spec.receiver.inst.id))
-        return _Answer(spec, body, queue, key, answering, delivery.transport_id)
+
+    def _plan_one(
+        self,
+        index: int,
+        item: _Incoming,
+        known: dict[tuple[int, str], ReceivedRecord],
+        seen: set[tuple[int, str]],
+        now: datetime,
+        plan: _Plan,
+    ) -> None:
+        key, logged = item.key, _fields(item.envelope)
+        if key is not None and (key in seen or key in known):
+            record = known.get(key)
+            if record is not None and record.apprec_sent_at is None and not self._delayed:
+                log.info("receiver.duplicate_answered_again", apprec_id=record.apprec_id, **logged)
+                plan.answers.append((index, self._stored_answer(record), record.id))
+            else:
+                log.info("receiver.duplicate_ignored", **logged)
+            return
+        if self.behaviour.silent:
+            log.info("receiver.withheld", **logged)
+            return
+        verdict = self._verdict(item.reading)
+        signed = self._signed_answer(item, verdict, now)
+        if key is None:
+            self._refuse_untrusted(index, item, verdict, signed, now, plan)
+            return
+        seen.add(key)
+        if signed is None:
+            return
+        spec, answer = signed
+        plan.new.append((index, self._new_received(item, spec, answer, now), answer))
+        if int(spec.status) == 2:
+            codes = ",".join(e.code for e in spec.errors)
+            reason = f"a message was refused with AppRec Avvist ({codes})"
+            plan.alerts.append(alert_json("inbound.rejected", reason, now, **_alert_ids(item.envelope)))
+
+    def _refuse_untrusted(
+        self,
+        index: int,
+        item: _Incoming,
+        verdict: Verdict,
+        signed: tuple[AppRecSpec, AppRecAnswer] | None,
+        now: datetime,
+        plan: _Plan,
+    ) -> None:
+        """Park a document that cannot be trusted or read, alert, and answer Avvist if anyone can be."""
+        codes = [e.code for e in verdict.errors]
+        reason = f"an inbound message could not be trusted or read ({', '.join(codes)})"
+        log.warning("receiver.untrusted", codes=codes, **_fields(item.envelope))
+        envelope = item.envelope
+        plan.parked.append(
+            NewParked(
+                kind=ParkedKind.MESSAGE,
+                code=f"message.{codes[0] if codes else 'X99'}",
+                reason=reason,
+                received_at=now,
+                raw=item.delivery.body,
+                amqp_message_id=item.delivery.message_id,
+                msg_id=envelope.msg_id,
+                details={"codes": codes, "sender_her_id": envelope.sender_her_id},
+            )
+        )
+        plan.alerts.append(alert_json("inbound.untrusted", reason, now, **_alert_ids(envelope)))
+        if signed is not None:
+            plan.answers.append((index, signed[1], None))
 
     def _verdict(self, reading: Reading) -> Verdict:
         if reading.failure is not None or reading.summary is None:
@@ -195,84 +262,130 @@ class ReceivingSystem:
             sequence=self._sequence,
         )
 
-    def _signed(self, spec: AppRecSpec) -> bytes:
-        root = build_apprec(spec)
-        # Our own output is checked like everyone else's: a receiver that sends invalid AppRecs is
-        # no test of the gateway.
-        validate_apprec(root)
-        return self.party.signer.sign(root)
+    def _signed_answer(
+        self, item: _Incoming, verdict: Verdict, now: datetime
+    ) -> tuple[AppRecSpec, AppRecAnswer] | None:
+        spec = compose_apprec(
+            item.envelope,
+            verdict,
+            self.party.virksomhet,
+            apprec_id=str(uuid.uuid4()),
+            now=now,
+            recipient_name=self._name_of(item.envelope.sender_her_id),
+        )
+        if spec is None:
+            log.warning("receiver.unanswerable", **_fields(item.envelope))
+            return None
+        try:
+            root = build_apprec(spec)
+            validate_apprec(root)  # our own output is checked like everyone else's
+            body = self.party.signer.sign(root)
+        except (XmlRejected, ValueError) as exc:
+            log.error("receiver.apprec_invalid", error=type(exc).__name__, **_fields(item.envelope))
+            return None
+        answering = item.delivery.inbox_her_id or self.party.virksomhet.her_id
+        envelope = _apprec_document(
+            answering, spec.id, spec.original_msg_id, spec.receiver.inst.id, body, self.names
+        )
+        errors = tuple((e.code, e.text) for e in spec.errors)
+        return spec, AppRecAnswer(envelope, item.delivery.transport_id, int(spec.status), errors)
+
+    def _new_received(
+        self, item: _Incoming, spec: AppRecSpec, answer: AppRecAnswer, now: datetime
+    ) -> NewReceived:
+        summary = item.reading.summary
+        envelope = item.envelope
+        assert envelope.sender_her_id is not None and envelope.msg_id is not None  # it has a key
+        patient_id = summary.patient_id if summary is not None else None
+        accepted = int(spec.status) != 2
+        return NewReceived(
+            msg_id=envelope.msg_id,
+            sender_her_id=envelope.sender_her_id,
+            receiver_her_id=self.party.virksomhet.her_id,
+            addressed_her_id=envelope.receiver_person_her_id or envelope.receiver_service_her_id,
+            msg_type=(envelope.msg_type or "")[:64],
+            conversation_ref=summary.conversation_ref if summary is not None else None,
+            received_at=now,
+            body=item.delivery.body,
+            patient_ref=self._patient_ref(patient_id),
+            patient_masked=_masked(patient_id),
+            apprec_id=spec.id,
+            apprec_status=int(spec.status),
+            apprec_errors=[{"code": e.code, "text": e.text} for e in spec.errors],
+            apprec_body=answer.envelope.body,
+            pathway_state="pending" if accepted and self.opens_pathways and _is_assessment(summary) else None,
+            thread_msg_id=self._our_message(summary.conversation_ref if summary is not None else None),
+            transport_id=item.delivery.transport_id,
+        )
+
+    def _patient_ref(self, patient_id: str | None) -> str | None:
+        from edi_gateway.services.access import patient_ref_for
+
+        return patient_ref_for(self.store, patient_id) if patient_id else None
+
+    def _our_message(self, conversation_ref: str | None) -> str | None:
+        """The message of ours a reply answers (its ConversationRef), if we sent it."""
+        if conversation_ref is None or not is_uuid_like(conversation_ref):
+            return None
+        return conversation_ref if self.store.get_message(conversation_ref) is not None else None
 
     def _name_of(self, her_id: int | None) -> str:
         found = self.party.registers.address.virksomhet(her_id) if her_id is not None else None
         return found.organisation.name if found is not None else ""
 
-    # -- sending ---------------------------------------------------------------------------------
-
-    def _send_now(self, answers: list[_Answer | None]) -> list[Disposition]:
-        to_send = [a for a in answers if a is not None]
-        outcomes = iter(self._publish([(a.answer(), self._copies) for a in to_send]))
-        dispositions: list[Disposition] = []
-        answered: list[tuple[int, str, str]] = []
-        for answer in answers:
-            if answer is None:
-                dispositions.append(Disposition.ACK)
-                continue
-            result = next(outcomes)
-            if isinstance(result, Accepted):
-                log.info("receiver.apprec_sent", **_spec_fields(answer.spec))
-                if answer.answered_key is not None:
-                    answered.append((*answer.answered_key, answer.spec.id))
-            settled = _settled(result, answer.spec.id)
-            dispositions.append(Disposition.ACK if settled else Disposition.REQUEUE)
-        self.journal.record_answered(answered)
-        return dispositions
-
-    def _schedule(self, answers: list[_Answer]) -> None:
-        due_at = time.time() + self.behaviour.delay_s
-        pending = [
-            PendingAppRec(
-                a.spec.id,
-                due_at,
-                a.queue,
-                a.spec.original_msg_id,
-                int(a.spec.receiver.inst.id),
-                a.body,
-                self._copies,
-            )
-            for a in answers
-        ]
-        answered = [(*a.answered_key, a.spec.id) for a in answers if a.answered_key is not None]
-        self.journal.schedule(pending, answered)
-        for answer in answers:
-            log.info("receiver.apprec_scheduled", delay_s=self.behaviour.delay_s, **_spec_fields(answer.spec))
+    def _stored_answer(self, record: ReceivedRecord) -> AppRecAnswer:
+        envelope = _apprec_document(
+            record.receiver_her_id,
+            record.apprec_id,
+            record.msg_id,
+            str(record.sender_her_id),
+            record.apprec_body,
+            self.names,
+        )
+        errors = tuple((e["code"], e["text"]) for e in record.apprec_errors)
+        return AppRecAnswer(envelope, record.transport_id, record.apprec_status, errors)
 
     @property
-    def _copies(self) -> int:
-        return 2 if self.behaviour.duplicate_apprec else 1
+    def _delayed(self) -> bool:
+        return self.behaviour.delay_s > 0
 
-    def _publish(self, answers: Sequence[tuple[AppRecAnswer, int]]) -> list[SendResult]:
-        """Send each AppRec ``copies`` times; one outcome per AppRec: its first failure, or accepted."""
-        flat = [answer for answer, copies in answers for _ in range(copies)]
-        if not flat:
-            return []
-        results = iter(self.transport.send_apprecs(flat))
-        outcomes: list[SendResult] = []
-        for _answer, copies in answers:
-            mine = [next(results) for _ in range(copies)]
-            failures = [r for r in mine if not isinstance(r, Accepted)]
-            outcomes.append(failures[0] if failures else mine[0])
-        return outcomes
+    # -- sending ---------------------------------------------------------------------------------
 
+    def _send(self, answers: Sequence[tuple[int, AppRecAnswer, int | None]], size: int) -> list[Disposition]:
+        """Send the AppRecs; ACK everything but a delivery whose AppRec the transport could not take."""
+        dispositions = [Disposition.ACK] * size
+        copies = 2 if self.behaviour.duplicate_apprec else 1
+        flat = [answer for _, answer, _ in answers for _ in range(copies)]
+        results = iter(self.transport.send_apprecs(flat) if flat else [])
+        sent: list[int] = []
+        for index, answer, received_id in answers:
+            outcomes = [next(results) for _ in range(copies)]
+            result = next((r for r in outcomes if not isinstance(r, Accepted)), outcomes[0])
+            if isinstance(result, Accepted):
+                log.info("receiver.apprec_sent", apprec_id=answer.envelope.msg_id, status=answer.status)
+                if received_id is not None:
+                    sent.append(received_id)
+            elif not _settled(result, answer.envelope.msg_id):
+                dispositions[index] = Disposition.REQUEUE
+        self.store.mark_apprecs_sent(sent)
+        return dispositions
 
-def _answered_key(reading: Reading, envelope: Envelope) -> tuple[int, str] | None:
-    """Only verified messages are recorded: a forged copy must not stop the genuine one being answered."""
-    if not reading.verified or envelope.sender_her_id is None or not envelope.msg_id:
-        return None
-    return envelope.sender_her_id, envelope.msg_id
+    def _announce(self, records: Sequence[ReceivedRecord], alerts: list[dict[str, Any]]) -> None:
+        """Publish the ``edi.inbound`` events of accepted documents and the alerts; record the confirmed."""
+        accepted = [r for r in records if r.apprec_status != 2]
+        outgoing: list[Outgoing] = [inbound_outgoing(self.names, r) for r in accepted]
+        outgoing += [alert_outgoing(self.names, a) for a in alerts]
+        if not outgoing:
+            return
+        outcomes = self.publisher.publish_many(outgoing, timeout=self.confirm_timeout_s)
+        confirmed = [r.id for r, error in zip(accepted, outcomes, strict=False) if error is None]
+        self.store.mark_announced(confirmed)
+        if len(confirmed) < len(accepted):
+            log.warning("receiver.announce_failed", unconfirmed=len(accepted) - len(confirmed))
 
 
 def _settled(result: SendResult, apprec_id: str) -> bool:
-    """Whether a send outcome is final: accepted, or refused (retrying cannot help)."""
+    """Whether a send outcome is final: refused (retrying cannot help) is; deferred is not."""
     if isinstance(result, Refused):
         log.error("receiver.apprec_refused", apprec_id=apprec_id)
         return True
@@ -281,41 +394,41 @@ def _settled(result: SendResult, apprec_id: str) -> bool:
     return isinstance(result, Accepted)
 
 
-def _answer_of(pending: PendingAppRec, sender_her_id: int) -> AppRecAnswer:
-    """A journaled AppRec (AMQP only: late answers are refused on other transports) as an answer."""
-    envelope = _apprec_envelope(
-        sender_her_id,
-        pending.apprec_id,
-        pending.original_msg_id,
-        str(pending.recipient_her_id),
-        pending.queue,
-        pending.body,
-    )
-    return AppRecAnswer(envelope, None, 0)
+def _is_assessment(summary: object) -> bool:
+    """Whether a document may be a behovskartlegging (the pathway worklist reads its text to be sure)."""
+    return summary is not None and getattr(summary, "msg_type", "") == "DIALOG_HELSEFAGLIG"
 
 
-def _apprec_envelope(
-    sender_her_id: int, apprec_id: str, original_msg_id: str, recipient_her_id: str, queue: str, body: bytes
+def _masked(patient_id: str | None) -> str | None:
+    """The person number with its personal digits hidden: ``010180*****``."""
+    if not patient_id:
+        return None
+    try:
+        classify_person_id(patient_id, test_mode=True)
+    except InvalidIdentifier:
+        return "*" * 11
+    return f"{patient_id[:6]}*****"
+
+
+def _apprec_document(
+    sender_her_id: int, apprec_id: str, original_msg_id: str, recipient_her_id: str, body: bytes, names: Names
 ) -> Document:
+    recipient = int(recipient_her_id) if recipient_her_id.isdigit() else 0
+    headers: dict[str, str | int] = {"msg_type": "APPREC", "apprec_id": apprec_id}
+    if is_uuid_like(original_msg_id):
+        headers["original_msg_id"] = original_msg_id
+    if recipient:
+        headers["receiver_her_id"] = recipient
     return Document(
         msg_id=apprec_id,
         correlation_id=original_msg_id or None,
         sender_her_id=sender_her_id,
-        receiver_her_id=int(recipient_her_id) if recipient_her_id.isdigit() else 0,
-        queue=queue,
+        receiver_her_id=recipient,
+        queue=names.inbox(recipient),
         msg_type="APPREC",
         body=body,
-        labels=_headers(apprec_id, original_msg_id, recipient_her_id),
+        labels=headers,
     )
-
-
-def _headers(apprec_id: str, original_msg_id: str, recipient_her_id: str) -> dict[str, str | int]:
-    headers: dict[str, str | int] = {"msg_type": "APPREC", "apprec_id": apprec_id}
-    if is_uuid_like(original_msg_id):
-        headers["original_msg_id"] = original_msg_id
-    if recipient_her_id.isdigit():
-        headers["receiver_her_id"] = int(recipient_her_id)
-    return headers
 
 
 def _loggable_id(value: str | None) -> str | None:
@@ -325,105 +438,9 @@ def _loggable_id(value: str | None) -> str | None:
     return "<not a UUID>"
 
 
-def _log_fields(envelope: Envelope) -> dict[str, object]:
+def _fields(envelope: Envelope) -> dict[str, object]:
     return {"msg_id": _loggable_id(envelope.msg_id), "sender_her_id": envelope.sender_her_id}
 
 
-def _spec_fields(spec: AppRecSpec) -> dict[str, object]:
-    return {
-        "apprec_id": spec.id,
-        "msg_id": _loggable_id(spec.original_msg_id),
-        "sender_her_id": spec.receiver.inst.id,
-        "status": int(spec.status),
-        "codes": [e.code for e in spec.errors],
-    }
-
-
-# --- entry point --------------------------------------------------------------------------------
-
-
-def receiver_state_dir(settings: Settings, her_id: int) -> Path:
-    """Return the folder for the receiver's journal, ``HOME/receivers/<her_id>``, created owner-only."""
-    return private_dir(private_dir(settings.home / "receivers") / str(her_id))
-
-
-def load_receiving_party(settings: Settings, her_id: int) -> ReceivingParty:
-    """Load the registers (with the test PKI's certificates) and the virksomhet's own signing key.
-
-    Raises:
-        ConfigurationError: ``her_id`` is not a virksomhet in the Adresseregister, or is our own.
-        RegisterUnavailable: the register fixtures cannot be read.
-    """
-    if her_id == settings.our_her_id:
-        raise ConfigurationError(f"HER-id {her_id} is the gateway's own virksomhet, not a receiver")
-    plain = load_fixture_registers(settings.effective_registers_dir)
-    pki = ensure_gateway_pki(settings, plain)
-    registers = load_fixture_registers(settings.effective_registers_dir, cert_dir=pki.directory)
-    virksomhet = registers.address.virksomhet(her_id)
-    if virksomhet is None:
-        raise ConfigurationError(f"HER-id {her_id} is not a virksomhet in the Adresseregister")
-    signer = Signer.from_files(pki.key_path(her_id), pki.cert_path(her_id))
-    return ReceivingParty(virksomhet, registers, signer)
-
-
-def run_receiver(
-    settings: Settings,
-    her_id: int,
-    behaviour: ReceiverBehaviour,
-    stop: threading.Event,
-    ready: threading.Event | None = None,
-) -> None:
-    """Play the receiving system of the virksomhet ``her_id`` until ``stop`` is set.
-
-    Args:
-        settings: the settings in force (AMQP URL, queue prefix, HOME, test mode).
-        her_id: the virksomhet's HER-id; its queue is the one the Adresseregister names.
-        behaviour: simulated misbehaviour; ``ReceiverBehaviour()`` answers honestly.
-        stop: set it (e.g. from a SIGTERM handler) to finish the batch in hand and stop.
-        ready: set once the receiver is about to consume (for the demo and tests).
-
-    Raises:
-        ConfigurationError: ``her_id`` is not a receiving virksomhet in the registers.
-    """
-    if behaviour.delay_s > 0 and settings.transport != "amqp":
-        raise ConfigurationError("late AppRecs (--delay) are for the amqp transport only")
-    party = load_receiving_party(settings, her_id)
-    warm_up()
-    journal = ReceiverJournal(receiver_state_dir(settings, her_id) / JOURNAL_NAME)
-    names = Names(settings.queue_prefix)
-    queue = names.prefixed(party.virksomhet.queue)
-    with open_messaging(
-        settings,
-        name=f"edi-gateway receiver {her_id}",
-        inbox_queue=queue,
-        inbox_her_ids=party.virksomhet.all_her_ids,
-    ) as messaging:
-        system = ReceivingSystem(
-            party,
-            behaviour,
-            journal,
-            messaging.transport,
-            names,
-            settings.test_mode,
-            settings.confirm_timeout_s,
-        )
-        done = threading.Event()
-        dispatcher = threading.Thread(
-            target=system.dispatch_due, args=(done,), name=f"receiver-{her_id}-dispatch", daemon=True
-        )
-        dispatcher.start()
-        log.info(
-            "receiver.started",
-            her_id=her_id,
-            transport=messaging.transport.name,
-            queue=queue,
-            behaviour=dataclasses.asdict(behaviour),
-        )
-        if ready is not None:
-            ready.set()
-        try:
-            messaging.inbox.run(system.handle_batch, stop)
-        finally:
-            done.set()
-            dispatcher.join()
-    log.info("receiver.stopped", her_id=her_id)
+def _alert_ids(envelope: Envelope) -> dict[str, str | int | None]:
+    return {"msg_id": _loggable_id(envelope.msg_id), "sender_her_id": envelope.sender_her_id}

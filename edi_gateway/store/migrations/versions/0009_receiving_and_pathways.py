@@ -6,7 +6,7 @@ Create Date: 2026-12-07
 
 Adds ``received_messages`` (business documents received on our inbox, each with the one AppRec that
 answers it), ``pathways`` (one per patient, the aggregate as a document), ``pathway_points`` (its
-points, for worklists and reports), ``pathway_events`` (append-only history) ``pathway_alerts``
+points, for worklists and reports), ``pathway_events`` (append-only history), ``pathway_alerts``
 (each due-soon and overdue alert raised once) and ``pathway_notes`` (fastlege notes asked for). Written by hand to match ``edi_gateway/store/tables.py``.
 """
 
@@ -59,6 +59,7 @@ def upgrade() -> None:
         sa.Column("announced_at", _utc(), nullable=True),
         sa.Column("pathway_state", sa.String(16), nullable=True),
         sa.Column("thread_msg_id", sa.String(36), nullable=True),
+        sa.Column("transport_id", sa.String(64), nullable=True),
         sa.PrimaryKeyConstraint("id", name="pk_received_messages"),
         sa.UniqueConstraint("sender_her_id", "msg_id", name="uq_received_messages_sender_her_id_msg_id"),
     )
