@@ -132,8 +132,12 @@ def receiver(
     silent: Annotated[bool, typer.Option(help="Consume and never answer (shows overdue).")] = False,
     delay: Annotated[float, typer.Option(help="Answer this many seconds late.")] = 0.0,
     duplicate_apprec: Annotated[bool, typer.Option(help="Send every AppRec twice.")] = False,
+    database_url: Annotated[
+        str | None,
+        typer.Option(help="The receiver's own database (default: a SQLite file under HOME/receivers/HERID)."),
+    ] = None,
 ) -> None:
-    """Play a kommune or legekontor system: validate, verify and answer each message with an AppRec."""
+    """Run the kommune role for one HER-id (test mode): receive, store, answer once, keep the worklist."""
     from edi_gateway.services.kommune import run_receiver
     from edi_gateway.services.receiver import ReceiverBehaviour
 
@@ -158,7 +162,7 @@ def receiver(
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
     try:
-        run_receiver(settings, her, behaviour, stop)
+        run_receiver(settings, her, behaviour, stop, database_url=database_url)
     except EdiGatewayError as exc:
         raise fail(exc) from exc
 
@@ -201,11 +205,12 @@ def demo(
 
 
 def _register_operator_commands() -> None:
-    from edi_gateway import cli_ops, cli_parked, cli_pathway, cli_replay, cli_web
+    from edi_gateway import cli_ops, cli_parked, cli_pathway, cli_received, cli_replay, cli_web
 
     cli_ops.register(app)
     cli_parked.register(app)
     cli_pathway.register(app)
+    cli_received.register(app)
     cli_replay.register(app)
     cli_web.register(app)
 

@@ -134,8 +134,10 @@ def test_demo_over_the_nhn_stand_in_ends_the_same_way_and_breaks_no_published_in
     out = result.stdout
     assert "NHN stand-in (message service, HelseID) at http://127.0.0.1:" in out
     assert "on the nhn transport" in out
-    states = re.findall(r"-[0-9a-f]{12}\s+(\w+)", out)
+    table, kommune_side = out.split("oppfølgingsliste", 1)
+    states = re.findall(r"-[0-9a-f]{12}\s+(\w+)", table)
     assert sorted(states) == ["acked"] * 6 + ["overdue", "rejected_by_receiver"]
+    assert re.search(r"notat til fastlegen: MsgId [0-9a-f-]{36} til .+ — acked", kommune_side)
     assert "Avvist (E35" in out
     assert "broke the published OpenAPI description: 0" in out
 
@@ -158,8 +160,13 @@ def test_demo_runs_the_whole_loop_and_prints_the_table(cli_env: dict[str, str]) 
         "not JSON",
     ):
         assert label in out
-    states = re.findall(r"-[0-9a-f]{12}\s+(\w+)", out)  # the state after each MsgId: 8 messages
+    table, kommune_side = out.split("oppfølgingsliste", 1)
+    states = re.findall(r"-[0-9a-f]{12}\s+(\w+)", table)  # the state after each MsgId: 8 messages
     assert sorted(states) == ["acked"] * 6 + ["overdue", "rejected_by_receiver"]
+    # The kommune's half: its worklist with the due windows, a point done, the note acknowledged.
+    assert re.search(r"\n  2 .+ \d{4}-\d{2}-\d{2} – \d{4}-\d{2}-\d{2}", kommune_side)
+    assert "registrerte samhandlingspunkt 2 som utført" in kommune_side
+    assert re.search(r"notat til fastlegen: MsgId [0-9a-f-]{36} til .+ — acked", kommune_side)
     assert "Avvist (E35" in out
     for code in (
         "routing.kommune_unknown",

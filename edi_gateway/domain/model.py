@@ -6,7 +6,7 @@ builders turn an ``OutboundMessage`` into a MsgHead, and the store records their
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 
@@ -130,13 +130,13 @@ class Sender:
 
 @dataclass(frozen=True, slots=True)
 class Patient:
-    """The patient the message is about. Personal data: never log any field of this."""
+    """The patient the message is about. Personal data: never log any field of this (hidden from repr)."""
 
-    id: str
+    id: str = field(repr=False)
     id_type: str  # kodeverk 8116: FNR, DNR, HNR, FHN
-    given_name: str
-    family_name: str
-    middle_name: str | None = None
+    given_name: str = field(repr=False)
+    family_name: str = field(repr=False)
+    middle_name: str | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True, slots=True)

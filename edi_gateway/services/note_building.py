@@ -38,7 +38,8 @@ from edi_gateway.registers.base import GpAssignment, Virksomhet
 from edi_gateway.services.context import Gateway
 from edi_gateway.store import NewMessage, NewRequest, RequestOutcome
 from edi_gateway.store.notes import NoteRecord, NoteSource
-from edi_gateway.xml.msghead import PERSON_ID_TYPES, build_msghead, read_patient
+from edi_gateway.xml.dialogmelding import read_patient
+from edi_gateway.xml.msghead import PERSON_ID_TYPES, build_msghead
 from edi_gateway.xml.safe import parse_xml
 from edi_gateway.xml.schemas import validate_msghead
 

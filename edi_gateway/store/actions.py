@@ -125,13 +125,19 @@ class ActionStore(StoreBase):
         """
         now = self._now()
         table = operator_actions
+        stale = sa.and_(
+            table.c.state == ActionState.RUNNING.value,
+            table.c.claimed_at < now - timedelta(seconds=stale_after_s),
+        )
+        # Every worker polls often and there is rarely an action: look before taking the write lock.
+        with self._read() as conn:
+            waiting = sa.or_(table.c.state == ActionState.PENDING.value, stale)
+            if conn.execute(sa.select(table.c.id).where(waiting).limit(1)).first() is None:
+                return []
         with self._write() as conn:
             conn.execute(
                 table.update()
-                .where(
-                    table.c.state == ActionState.RUNNING.value,
-                    table.c.claimed_at < now - timedelta(seconds=stale_after_s),
-                )
+                .where(stale)
                 .values(
                     state=ActionState.FAILED.value, finished_at=now, outcome=STALE_OUTCOME, request_body=None
                 )

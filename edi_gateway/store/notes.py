@@ -103,6 +103,10 @@ class NoteStore(StoreBase):
         now = rows.aware(now, "now")
         table = pathway_notes
         free = sa.and_(table.c.state == NoteState.PENDING.value, table.c.claimed_by.is_(None))
+        # Every worker polls often and there is rarely a note: look before taking the write lock.
+        with self._read() as conn:
+            if conn.execute(sa.select(table.c.id).where(free).limit(1)).first() is None:
+                return []
         with self._write() as conn:
             ids = list(
                 conn.execute(sa.select(table.c.id).where(free).order_by(table.c.id).limit(limit)).scalars()

@@ -235,9 +235,65 @@ class ReceivedStore(StoreBase):
         with self._read() as conn:
             return [_record(r) for r in conn.execute(sa.select(t).order_by(t.c.id.desc()).limit(limit))]
 
+    def received_page(
+        self,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        sender_her_id: int | None = None,
+        pathway_state: str | None = None,
+        apprec_status: int | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> tuple[list[ReceivedRecord], int]:
+        """Return one page of received documents, newest first, and how many match in all.
+
+        A filter left None matches everything; ``since`` is inclusive, ``until`` exclusive.
+
+        Raises:
+            StoreUnavailable: the database cannot be reached.
+        """
+        t = received_messages
+        where = _page_conditions(since, until, sender_her_id, pathway_state, apprec_status)
+        query = (
+            sa.select(t)
+            .where(*where)
+            .order_by(t.c.received_at.desc(), t.c.id.desc())
+            .limit(limit)
+            .offset(offset)
+        )
+        count = sa.select(sa.func.count()).select_from(t).where(*where)
+        with self._read() as conn:
+            found = [_record(r) for r in conn.execute(query)]
+            total = int(conn.execute(count).scalar_one())
+        return found, total
+
     def replies_to(self, msg_id: str) -> list[ReceivedRecord]:
         """Documents received that answer our message ``msg_id`` (its thread), oldest first."""
         t = received_messages
         query = sa.select(t).where(t.c.thread_msg_id == msg_id).order_by(t.c.id)
         with self._read() as conn:
             return [_record(row) for row in conn.execute(query)]
+
+
+def _page_conditions(
+    since: datetime | None,
+    until: datetime | None,
+    sender_her_id: int | None,
+    pathway_state: str | None,
+    apprec_status: int | None,
+) -> list[sa.ColumnElement[bool]]:
+    """The WHERE conditions of ``received_page`` (None: no condition on that column)."""
+    t = received_messages.c
+    where: list[sa.ColumnElement[bool]] = []
+    if since is not None:
+        where.append(t.received_at >= since)
+    if until is not None:
+        where.append(t.received_at < until)
+    if sender_her_id is not None:
+        where.append(t.sender_her_id == sender_her_id)
+    if pathway_state is not None:
+        where.append(t.pathway_state == pathway_state)
+    if apprec_status is not None:
+        where.append(t.apprec_status == apprec_status)
+    return where

@@ -33,7 +33,7 @@ from edi_gateway.services.context import Gateway, open_gateway
 from edi_gateway.services.lookup import BadLookup
 from edi_gateway.settings import Settings
 from edi_gateway.store.errors import MessageNotFound
-from edi_gateway.web import accounts, api, health, message_page, metrics, pages, parked, pathways
+from edi_gateway.web import accounts, api, health, message_page, metrics, pages, parked, pathways, received
 from edi_gateway.web.auth import (
     SESSION_COOKIE,
     SESSION_MAX_AGE_S,
@@ -115,6 +115,7 @@ def create_app(settings: Settings, *, gateway: Gateway | None = None) -> FastAPI
         accounts.router,
         *parked.routers,
         *pathways.routers,
+        *received.routers,
     ):
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")

@@ -6,16 +6,17 @@ wrote (``Notat/Tema`` and ``Notat/TekstNotatInnhold``) and who the patient is (`
 Both Dialogmelding v1.1 (what we send) and v1.0 (still sent by older systems) are read.
 
 Pure: the bytes are parsed with the hardened parser (:func:`edi_gateway.xml.safe.parse_xml`), and
-nothing here logs or keeps a value. The patient's id is personal data: it is hidden from ``repr``.
+nothing here logs or keeps a value. The patient is personal data: never log any of it.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Final
 
 from lxml import etree
 
+from edi_gateway.domain.model import Patient
 from edi_gateway.xml import namespaces as ns
 from edi_gateway.xml.safe import full_text, identifier_text, parse_xml
 
@@ -36,25 +37,6 @@ class NotatContent:
     tema: str
     text: str
     tema_kodet: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class MessagePatient:
-    """The patient ``MsgInfo/Patient`` names (personal data: never log it).
-
-    Attributes:
-        id: the first ``Ident/Id`` (fødselsnummer, D-nummer ...), hidden from ``repr``.
-        id_type: its ``Ident/TypeId/@V`` (kodeverk 8116: FNR, DNR ...), when given.
-        given_name: ``GivenName``, empty when absent.
-        family_name: ``FamilyName``, empty when absent.
-        middle_name: ``MiddleName``, when given.
-    """
-
-    id: str = field(repr=False)
-    id_type: str | None
-    given_name: str = field(default="", repr=False)
-    family_name: str = field(default="", repr=False)
-    middle_name: str | None = field(default=None, repr=False)
 
 
 def parse_message(data: bytes) -> etree._Element:
@@ -87,7 +69,7 @@ def read_notat(root: etree._Element) -> NotatContent | None:
     return None
 
 
-def read_patient(root: etree._Element) -> MessagePatient | None:
+def read_patient(root: etree._Element) -> Patient | None:
     """Return the patient of a MsgHead, or None when it names none (or no ``Ident/Id``).
 
     Raises:
@@ -103,9 +85,9 @@ def read_patient(root: etree._Element) -> MessagePatient | None:
     if not person_id:
         return None
     type_id = patient.find("mh:Ident/mh:TypeId", _NS)
-    return MessagePatient(
+    return Patient(
         id=person_id,
-        id_type=type_id.get("V") if type_id is not None else None,
+        id_type=(type_id.get("V") or "") if type_id is not None else "",
         given_name=_mh_text(patient, "GivenName"),
         family_name=_mh_text(patient, "FamilyName"),
         middle_name=_mh_text(patient, "MiddleName") or None,

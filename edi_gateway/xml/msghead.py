@@ -357,27 +357,6 @@ def parse_msghead_summary(root: etree._Element) -> MsgHeadSummary:
     )
 
 
-def read_patient(root: etree._Element) -> Patient | None:
-    """Read the patient a (schema-valid) MsgHead v1.2 is about; personal data: never log any of it.
-
-    Returns:
-        The patient's first ``Ident`` (id and kodeverk 8116 type) and names, or None when the
-        MsgHead names no patient id.
-    """
-    patient = root.find("mh:MsgInfo/mh:Patient", _NS)
-    ident = patient.find("mh:Ident", _NS) if patient is not None else None
-    person_id = _optional_text(ident, "mh:Id") if ident is not None else None
-    if patient is None or not person_id:
-        return None
-    return Patient(
-        id=person_id,
-        id_type=_type_code(ident) or "",
-        given_name=_optional_text(patient, "mh:GivenName") or "",
-        family_name=_optional_text(patient, "mh:FamilyName") or "",
-        middle_name=_optional_text(patient, "mh:MiddleName"),
-    )
-
-
 def _required(parent: etree._Element, path: str) -> etree._Element:
     element = parent.find(path, _NS)
     if element is None:

@@ -20,18 +20,22 @@ import pika
 import pytest
 
 from edi_gateway.domain.apprec import AppRecParty, AppRecStatus, PartyId
-from edi_gateway.domain.model import Organisation, Receiver, ReceiverKind, Sender
+from edi_gateway.domain.assessment_text import render_assessment
+from edi_gateway.domain.model import Organisation, OutboundMessage, Receiver, ReceiverKind, Sender
+from edi_gateway.domain.request import parse_request
 from edi_gateway.messaging.amqp import AmqpTransport
 from edi_gateway.messaging.base import Deferred, SendResult
 from edi_gateway.registers.base import Registers
 from edi_gateway.registers.fixtures import load_fixture_registers
 from edi_gateway.services.kommune import kommune_settings
+from edi_gateway.services.queries.messages import message_detail
 from edi_gateway.services.receiver import ReceivingParty, ReceivingSystem
 from edi_gateway.services.worker import our_virksomhet
 from edi_gateway.settings import Settings
 from edi_gateway.transport.consumer import Delivery, Disposition, drain
 from edi_gateway.transport.publisher import ConfirmingPublisher, Outgoing
 from edi_gateway.xml.apprec import AppRecSpec, build_apprec, parse_apprec
+from edi_gateway.xml.safe import DEFAULT_MAX_BYTES
 from edi_gateway.xml.signing import Signer, verify_signed
 from tests.services.conftest import (
     RunningGateway,
@@ -46,6 +50,7 @@ from tests.services.test_receiver import (
     HOSPITAL,
     PATIENT_ID,
     PORSGRUNN,
+    SKIEN,
     SKIEN_LEGESENTER,
     kommune_receiver,
     outbound,
@@ -98,6 +103,31 @@ def _publish(settings: Settings, queue: str, *bodies: bytes, headers: dict[str, 
         assert publisher.publish_many(outgoing, timeout=10) == [None] * len(outgoing)
 
 
+def _behovskartlegging(message: OutboundMessage) -> OutboundMessage:
+    """``message`` with the text the hospital writes for the example request about its patient."""
+    data = example("kommune-only")
+    data["patient"]["id"] = PATIENT_ID
+    request = parse_request(
+        json.dumps(data).encode(), content_type="application/json", max_bytes=10**6, test_mode=True
+    )
+    return dataclasses.replace(
+        message, notat=dataclasses.replace(message.notat, text=render_assessment(request))
+    )
+
+
+class Unreachable(AmqpTransport):
+    """A transport whose AppRecs the broker never confirms (a batch that fails after storing)."""
+
+    def send_apprecs(self, answers: Any) -> list[SendResult]:
+        return [Deferred("the broker did not confirm") for _ in answers]
+
+
+def _stop_worker(running: RunningGateway) -> None:
+    running.stop.set()
+    assert running.thread is not None
+    running.thread.join(30)
+
+
 @pytest.fixture
 def kommune(
     tmp_path: Path, pki_template: Path, amqp_url: str, database_url: str, queue_prefix: str
@@ -121,7 +151,7 @@ def test_a_kommune_stores_answers_once_and_announces_a_behovskartlegging(
     settings, names = kommune.settings, kommune.gateway.names
     # Bound to the exact routing key: the event arrives only if it is routed by its message type.
     inbound = _capture(settings, names.inbound_exchange, "inbound.capture", "inbound.dialog_helsefaglig")
-    message = outbound(kommune_receiver(registers))
+    message = _behovskartlegging(outbound(kommune_receiver(registers)))
     body = signed(pki_template, message)
     _publish(settings, names.inbox(PORSGRUNN), body, body)
     (apprec_delivery,) = _take(settings, names.inbox(HOSPITAL), expect=2, timeout=5)
@@ -131,8 +161,13 @@ def test_a_kommune_stores_answers_once_and_announces_a_behovskartlegging(
     assert (apprec.status, apprec.original_msg_id) == (AppRecStatus.OK, message.msg_id)
     (stored,) = kommune.gateway.store.received_list()
     assert (stored.msg_id, stored.sender_her_id, stored.apprec_id) == (message.msg_id, HOSPITAL, apprec.id)
-    assert stored.apprec_sent_at is not None and stored.pathway_state == "pending"
+    assert stored.apprec_sent_at is not None
     assert stored.patient_masked == PATIENT_ID[:6] + "*****"
+    # The kommune's worker takes it into the worklist: the patient's pathway is open.
+    kommune.wait_for(lambda: kommune.gateway.store.received_list()[0].pathway_state == "applied")
+    assert stored.patient_ref is not None
+    pathway = kommune.gateway.store.pathway_for_patient(stored.patient_ref)
+    assert pathway is not None and pathway.source_msg_id == message.msg_id
     (event_delivery,) = _take(settings, inbound, expect=1)
     assert PATIENT_ID not in json.dumps(event_delivery.headers)
     event = json.loads(event_delivery.body)
@@ -146,15 +181,9 @@ def test_a_redelivery_after_a_failed_apprec_sends_the_stored_apprec(
 ) -> None:
     """A document stored whose AppRec did not go out is answered, on redelivery, with that same AppRec."""
     settings, store, names = kommune.settings, kommune.gateway.store, kommune.gateway.names
-    kommune.stop.set()  # the test drives the receiving path itself
-    assert kommune.thread is not None
-    kommune.thread.join(30)
+    _stop_worker(kommune)  # the test drives the receiving path itself
     body = signed(pki_template, outbound(kommune_receiver(registers)))
     delivery = Delivery(0, body, "application/xml", str(uuid.uuid4()), None)
-
-    class Unreachable(AmqpTransport):
-        def send_apprecs(self, answers: Any) -> list[SendResult]:
-            return [Deferred("the broker did not confirm") for _ in answers]
 
     with ConfirmingPublisher(settings.amqp_url, name="test receiving") as publisher:
         party = ReceivingParty(
@@ -220,37 +249,67 @@ def test_an_apprec_to_a_message_the_kommune_never_sent_is_parked_and_not_answere
     assert store.received_list() == []
 
 
+def _reply(registers: Registers, pki: Path, from_her_id: int, msg_id: str) -> tuple[OutboundMessage, bytes]:
+    """A Dialogmelding from a kommune's first service to the hospital, ConversationRef ``msg_id``, signed."""
+    hospital, kommune = registers.address.virksomhet(HOSPITAL), registers.address.virksomhet(from_her_id)
+    assert hospital is not None and kommune is not None
+    service = kommune.services[0]
+    reply = dataclasses.replace(
+        outbound(kommune_receiver(registers)),
+        sender=Sender(kommune.organisation, Organisation(service.her_id, service.name)),
+        receiver=Receiver(
+            ReceiverKind.KOMMUNE, hospital.organisation, hospital.queue, service=hospital.units[0]
+        ),
+        conversation_ref=msg_id,
+    )
+    return reply, signed(pki, reply, key_her_id=from_her_id)
+
+
 def test_the_hospital_puts_a_kommune_reply_on_its_message_thread(
     running: RunningGateway, registers: Registers, pki_template: Path
 ) -> None:
-    """A Dialogmelding from the kommune whose ConversationRef is our message: verified, answered, threaded."""
+    """A reply from our message's receiver (ConversationRef to it): verified, answered, threaded, announced."""
     settings, names, store = running.settings, running.gateway.names, running.gateway.store
     inbound = _capture(settings, names.inbound_exchange, "inbound.capture", "inbound.#")
     request = example("kommune-only")
     running.send(request)
     ours = store.messages_for_request(running.wait_request(request["request_id"]).ref)[0]
-    hospital = registers.address.virksomhet(HOSPITAL)
-    assert hospital is not None
-    porsgrunn = registers.address.virksomhet(PORSGRUNN)
-    assert porsgrunn is not None
-    reply = dataclasses.replace(
-        outbound(kommune_receiver(registers)),
-        sender=Sender(
-            porsgrunn.organisation, Organisation(porsgrunn.services[0].her_id, porsgrunn.services[0].name)
-        ),
-        receiver=Receiver(
-            ReceiverKind.KOMMUNE, hospital.organisation, hospital.queue, service=hospital.units[0]
-        ),
-        conversation_ref=ours.msg_id,
-    )
-    _publish(settings, names.inbox(HOSPITAL), signed(pki_template, reply, key_her_id=PORSGRUNN))
+    kommune = ours.receiver_org_her_id
+    reply, body = _reply(registers, pki_template, kommune, ours.msg_id)
+    _publish(settings, names.inbox(HOSPITAL), body)
     running.wait_for(lambda: len(store.replies_to(ours.msg_id)) == 1)
     (stored,) = store.replies_to(ours.msg_id)
-    assert (stored.sender_her_id, stored.pathway_state) == (PORSGRUNN, None)
-    (answer,) = _take(settings, names.inbox(PORSGRUNN), expect=1)
+    assert (stored.sender_her_id, stored.pathway_state) == (kommune, None)
+    detail = message_detail(store, ours.msg_id)
+    assert detail is not None
+    assert [(r.msg_id, r.sender_her_id, r.tema) for r in detail.replies] == [
+        (reply.msg_id, kommune, reply.notat.tema)
+    ]
+    assert [e.kind for e in detail.timeline].count("reply") == 1
+    # The kommune's queue also holds our original message; the AppRec is the one marked so.
+    deliveries = _take(settings, names.inbox(kommune), expect=2)
+    (answer,) = [d for d in deliveries if d.headers.get("msg_type") == "APPREC"]
     assert answer.correlation_id == reply.msg_id
     (event,) = _take(settings, inbound, expect=1)
     assert json.loads(event.body)["thread_msg_id"] == ours.msg_id
+
+
+def test_a_reply_from_another_party_than_the_receiver_goes_on_no_thread(
+    running: RunningGateway, registers: Registers, pki_template: Path
+) -> None:
+    """A verified kommune naming a message we sent to someone else: answered and stored, not threaded."""
+    settings, names, store = running.settings, running.gateway.names, running.gateway.store
+    request = example("kommune-only")
+    running.send(request)
+    ours = store.messages_for_request(running.wait_request(request["request_id"]).ref)[0]
+    other = next(k for k in (PORSGRUNN, SKIEN) if k != ours.receiver_org_her_id)
+    reply, body = _reply(registers, pki_template, other, ours.msg_id)
+    _publish(settings, names.inbox(HOSPITAL), body)
+    (answer,) = _take(settings, names.inbox(other), expect=1)
+    assert answer.correlation_id == reply.msg_id
+    (stored,) = [r for r in store.received_list() if r.msg_id == reply.msg_id]
+    assert stored.thread_msg_id is None
+    assert store.replies_to(ours.msg_id) == []
 
 
 def test_a_kommune_follow_up_sends_what_a_dead_batch_left(
@@ -258,15 +317,9 @@ def test_a_kommune_follow_up_sends_what_a_dead_batch_left(
 ) -> None:
     """An AppRec and event left undone (the batch died) go out from the follow-up, once."""
     settings, store, names = kommune.settings, kommune.gateway.store, kommune.gateway.names
-    kommune.stop.set()
-    assert kommune.thread is not None
-    kommune.thread.join(30)
+    _stop_worker(kommune)
     body = signed(pki_template, outbound(kommune_receiver(registers)))
     delivery = Delivery(0, body, "application/xml", str(uuid.uuid4()), None)
-
-    class Unreachable(AmqpTransport):
-        def send_apprecs(self, answers: Any) -> list[SendResult]:
-            return [Deferred("the broker did not confirm") for _ in answers]
 
     with ConfirmingPublisher(settings.amqp_url, name="test follow-up") as publisher:
         party = ReceivingParty(
@@ -284,3 +337,36 @@ def test_a_kommune_follow_up_sends_what_a_dead_batch_left(
         assert working.follow_up(later) == 1
         assert working.follow_up(later) == 0
     assert len(_take(settings, names.inbox(HOSPITAL), expect=2, timeout=3)) == 1
+
+
+def test_a_message_for_a_her_id_we_do_not_serve_is_refused_with_e21_and_an_alert(
+    kommune: RunningGateway, registers: Registers, pki_template: Path
+) -> None:
+    """Addressed to another kommune: AppRec Avvist E21 once, an alert, nothing handed to local systems."""
+    settings, names, store = kommune.settings, kommune.gateway.names, kommune.gateway.store
+    inbound = _capture(settings, names.inbound_exchange, "inbound.capture", "inbound.#")
+    message = outbound(kommune_receiver(registers, SKIEN))
+    _publish(settings, names.inbox(PORSGRUNN), signed(pki_template, message))
+    (answer,) = _take(settings, names.inbox(HOSPITAL), expect=1)
+    cert = registers.address.certificate_pem(PORSGRUNN)
+    assert cert is not None
+    apprec = parse_apprec(verify_signed(answer.body, cert_pem=cert).root)
+    assert (apprec.status, [e.code for e in apprec.errors]) == (AppRecStatus.AVVIST, ["E21"])
+    assert [(a["kind"], a["msg_id"]) for a in kommune.events(expect=1)] == [
+        ("inbound.rejected", message.msg_id)
+    ]
+    (stored,) = store.received_list()
+    assert (stored.apprec_status, stored.pathway_state) == (2, None)
+    assert _take(settings, inbound, expect=1, timeout=1.5) == []
+
+
+def test_an_oversized_document_is_parked_and_answered_from_its_envelope(kommune: RunningGateway) -> None:
+    """A document over the parser's size limit: refused before parsing, parked, Avvist T01 to the sender."""
+    settings, names, store = kommune.settings, kommune.gateway.names, kommune.gateway.store
+    body = b"<MsgHead>" + b" " * (DEFAULT_MAX_BYTES + 1) + b"</MsgHead>"
+    _publish(settings, names.inbox(PORSGRUNN), body, headers={"sender_her_id": HOSPITAL})
+    (answer,) = _take(settings, names.inbox(HOSPITAL), expect=1, timeout=15)
+    assert b"T01" in answer.body
+    (parked,) = store.list_parked()
+    assert parked.code == "message.T01"
+    assert store.received_list() == []

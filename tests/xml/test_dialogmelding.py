@@ -10,7 +10,6 @@ from edi_gateway.domain.model import Patient
 from edi_gateway.errors import XmlRejected
 from edi_gateway.xml import namespaces as ns
 from edi_gateway.xml.dialogmelding import (
-    MessagePatient,
     NotatContent,
     parse_message,
     read_notat,
@@ -45,7 +44,7 @@ def test_the_patient_is_read_with_id_type_and_names() -> None:
         kommune_receiver(), patient=Patient("07926217857", "FNR", "Per", "Sørensen", "Ola")
     )
     patient = read_patient(parse_message(to_bytes(build_msghead(message))))
-    assert patient == MessagePatient("07926217857", "FNR", "Per", "Sørensen", "Ola")
+    assert patient == Patient("07926217857", "FNR", "Per", "Sørensen", "Ola")
     assert patient is not None and "07926217857" not in repr(patient) and "Sørensen" not in repr(patient)
 
 

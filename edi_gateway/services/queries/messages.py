@@ -12,19 +12,22 @@ from enum import Enum
 from edi_gateway.domain.apprec import AppRecStatus
 from edi_gateway.domain.identifiers import mask_person_id
 from edi_gateway.domain.states import MessageState
-from edi_gateway.errors import EdiGatewayError, Problem
+from edi_gateway.errors import EdiGatewayError, Problem, XmlRejected
 from edi_gateway.services.queries.views import (
     AppRecView,
     MessageDetail,
     MessageFilter,
     MessageRow,
     Page,
+    ReplyView,
     RoutingView,
     TimelineEntry,
 )
 from edi_gateway.store import AppRecRecord, EventRecord, Store
 from edi_gateway.store.queries import MessageCriteria, MessageListing, RequestBody
+from edi_gateway.store.received import ReceivedRecord
 from edi_gateway.xml.apprec import STATUS_TEXTS
+from edi_gateway.xml.dialogmelding import read_notat
 from edi_gateway.xml.msghead import parse_msghead_summary
 from edi_gateway.xml.safe import parse_xml
 
@@ -67,6 +70,7 @@ def message_detail(store: Store, msg_id: str) -> MessageDetail | None:
         return None
     (row,) = message_rows(store, listed)
     apprecs = store.apprecs_for_message(msg_id)
+    replies = store.replies_to(msg_id)
     events = [e for e in store.events_for_request(record.request_ref) if e.msg_id in (None, msg_id)]
     return MessageDetail(
         row=row,
@@ -76,7 +80,7 @@ def message_detail(store: Store, msg_id: str) -> MessageDetail | None:
         sent_at=record.sent_at,
         request_state=request.state.value,
         request_problems=request.problems,
-        timeline=_timeline(events, apprecs),
+        timeline=_timeline(events, apprecs, replies),
         apprecs=tuple(_apprec_view(a) for a in apprecs),
         related=message_rows(store, store.message_listings(store.related_msg_ids(msg_id))),
         routing=_routing(events, msg_id),
@@ -84,6 +88,7 @@ def message_detail(store: Store, msg_id: str) -> MessageDetail | None:
         transport_id=record.transport_id,
         transport_state=record.transport_state,
         refusal=_refusal(events, msg_id),
+        replies=tuple(_reply_view(r) for r in replies),
     )
 
 
@@ -216,7 +221,9 @@ def _patient_id_from_xml(body: bytes) -> str | None:
         return None
 
 
-def _timeline(events: Iterable[EventRecord], apprecs: Iterable[AppRecRecord]) -> tuple[TimelineEntry, ...]:
+def _timeline(
+    events: Iterable[EventRecord], apprecs: Iterable[AppRecRecord], replies: Iterable[ReceivedRecord] = ()
+) -> tuple[TimelineEntry, ...]:
     entries = [
         (
             e.at,
@@ -230,6 +237,7 @@ def _timeline(events: Iterable[EventRecord], apprecs: Iterable[AppRecRecord]) ->
     ]
     # An AppRec sorts before the state change it caused when both carry the same instant.
     entries += [(a.received_at, -1, a.id, _apprec_entry(a)) for a in apprecs]
+    entries += [(r.received_at, 1, r.id, _reply_entry(r)) for r in replies]
     return tuple(entry for *_, entry in sorted(entries, key=lambda t: (t[0], t[1], t[2])))
 
 
@@ -246,6 +254,25 @@ def _apprec_entry(a: AppRecRecord) -> TimelineEntry:
     return TimelineEntry(
         a.received_at, "apprec", a.msg_id, None, None, actor, f"{reason}; signature {a.signature.value}"
     )
+
+
+def _reply_entry(r: ReceivedRecord) -> TimelineEntry:
+    reason = f"reply {r.msg_id} ({r.msg_type}) received; our AppRec status {r.apprec_status}"
+    return TimelineEntry(
+        r.received_at, "reply", r.thread_msg_id, None, None, f"sender:{r.sender_her_id}", reason
+    )
+
+
+def _reply_view(r: ReceivedRecord) -> ReplyView:
+    return ReplyView(r.msg_id, r.sender_her_id, r.msg_type, r.received_at, r.apprec_status, _tema(r.body))
+
+
+def _tema(body: bytes) -> str | None:
+    try:
+        notat = read_notat(parse_xml(body))
+    except XmlRejected:
+        return None
+    return notat.tema if notat is not None else None
 
 
 def _apprec_view(a: AppRecRecord) -> AppRecView:

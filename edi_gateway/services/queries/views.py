@@ -121,6 +121,29 @@ class AppRecView:
 
 
 @dataclass(frozen=True)
+class ReplyView:
+    """A document the receiver sent back on this message's thread (ConversationRef to it).
+
+    Its content holds patient data and goes to the EPR on ``edi.inbound``; the page shows what it is.
+
+    Attributes:
+        msg_id: the reply's own MsgId.
+        sender_her_id: who sent it (verified against the register's certificate).
+        msg_type: its ``MsgInfo/Type``.
+        received_at: when we received it.
+        apprec_status: our AppRec's status (kodeverk 8258), sent once.
+        tema: the first Notat's Tema, when it has one.
+    """
+
+    msg_id: str
+    sender_her_id: int
+    msg_type: str
+    received_at: datetime
+    apprec_status: int
+    tema: str | None
+
+
+@dataclass(frozen=True)
 class RoutingView:
     """How routing chose a kommune message's service, as recorded when the message was built.
 
@@ -162,6 +185,7 @@ class MessageDetail:
         transport_state: NHN's delivery state as last polled, if any.
         refusal: what the transport said when it refused the message for good (NHN's ``error``,
             ``errorCode``, ``validationErrors``, ``requestId``), if it did.
+        replies: documents received on its thread (the kommune's or fastlege's answers).
     """
 
     row: MessageRow
@@ -179,6 +203,7 @@ class MessageDetail:
     transport_id: str | None = None
     transport_state: str | None = None
     refusal: Mapping[str, object] | None = None
+    replies: tuple[ReplyView, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 from edi_gateway.domain.events import alert_json
-from edi_gateway.domain.identifiers import InvalidIdentifier, classify_person_id
+from edi_gateway.domain.identifiers import mask_person_id
 from edi_gateway.errors import XmlRejected
 from edi_gateway.logging import get_logger
 from edi_gateway.messaging.base import Accepted, AppRecAnswer, Deferred, EdiTransport, Refused, SendResult
@@ -308,13 +308,15 @@ class ReceivingSystem:
             received_at=now,
             body=item.delivery.body,
             patient_ref=self._patient_ref(patient_id),
-            patient_masked=_masked(patient_id),
+            patient_masked=mask_person_id(patient_id) if patient_id else None,
             apprec_id=spec.id,
             apprec_status=int(spec.status),
             apprec_errors=[{"code": e.code, "text": e.text} for e in spec.errors],
             apprec_body=answer.envelope.body,
             pathway_state="pending" if accepted and self.opens_pathways and _is_assessment(summary) else None,
-            thread_msg_id=self._our_message(summary.conversation_ref if summary is not None else None),
+            thread_msg_id=self._our_message(
+                summary.conversation_ref if summary is not None else None, envelope.sender_her_id
+            ),
             transport_id=item.delivery.transport_id,
         )
 
@@ -323,11 +325,18 @@ class ReceivingSystem:
 
         return patient_ref_for(self.store, patient_id) if patient_id else None
 
-    def _our_message(self, conversation_ref: str | None) -> str | None:
-        """The message of ours a reply answers (its ConversationRef), if we sent it."""
+    def _our_message(self, conversation_ref: str | None, sender_her_id: int) -> str | None:
+        """The message of ours a reply answers (its ConversationRef), if we sent it to this sender.
+
+        A verified sender may only answer what was sent to it: a ConversationRef to a message we
+        sent someone else puts the reply on no thread.
+        """
         if conversation_ref is None or not is_uuid_like(conversation_ref):
             return None
-        return conversation_ref if self.store.get_message(conversation_ref) is not None else None
+        ours = self.store.get_message(conversation_ref)
+        if ours is None or ours.receiver_org_her_id != sender_her_id:
+            return None
+        return conversation_ref
 
     def _name_of(self, her_id: int | None) -> str:
         found = self.party.registers.address.virksomhet(her_id) if her_id is not None else None
@@ -397,17 +406,6 @@ def _settled(result: SendResult, apprec_id: str) -> bool:
 def _is_assessment(summary: object) -> bool:
     """Whether a document may be a behovskartlegging (the pathway worklist reads its text to be sure)."""
     return summary is not None and getattr(summary, "msg_type", "") == "DIALOG_HELSEFAGLIG"
-
-
-def _masked(patient_id: str | None) -> str | None:
-    """The person number with its personal digits hidden: ``010180*****``."""
-    if not patient_id:
-        return None
-    try:
-        classify_person_id(patient_id, test_mode=True)
-    except InvalidIdentifier:
-        return "*" * 11
-    return f"{patient_id[:6]}*****"
 
 
 def _apprec_document(
