@@ -83,13 +83,13 @@ def _operator(gateway: Gateway, username: str) -> Operator:
     return acting_operator(gateway.store, username, Role.OPERATOR)
 
 
-def _day(value: str | None) -> date | None:
+def _day(value: str | None, hint: str = "--on") -> date | None:
     if value is None:
         return None
     try:
         return date.fromisoformat(value.strip())
     except ValueError as exc:
-        raise typer.BadParameter(f"{value!r} is not a date (YYYY-MM-DD)", param_hint="--on") from exc
+        raise typer.BadParameter(f"{value!r} is not a date (YYYY-MM-DD)", param_hint=hint) from exc
 
 
 def _echo_json(value: Any) -> None:
@@ -291,6 +291,30 @@ def reopen_command(
 ) -> None:
     """Reopen a declined or not reachable samhandlingspunkt: it follows the calendar again."""
     _mark(pathway_id, point, "reopen", reason=reason, operator=operator, as_json=as_json)
+
+
+@pathway_app.command("restart")
+def restart_command(
+    pathway_id: IdArgument,
+    diagnosis_date: Annotated[
+        str,
+        typer.Option("--diagnosis-date", help="The new diagnosis date, YYYY-MM-DD (after the current one)."),
+    ],
+    reason: ReasonOption,
+    operator: OperatorOption,
+    as_json: JsonOption = False,
+) -> None:
+    """Restart the pathway from a later diagnosis date (a relapse or a new diagnosis the message did not say).
+
+    The answer to a ``pathway.conflict`` alert: the open points of the current course are closed and
+    a new course is planned from the new date.
+    """
+    day = _day(diagnosis_date, "--diagnosis-date")
+    assert day is not None  # a required option
+    with _desk() as (gateway, desk):
+        who = _operator(gateway, operator)
+        view = desk.restart(pathway_id, day, actor=who, reason=reason, now=datetime.now(UTC))
+    _moved(view, as_json, f"Forløp {view.pathway_id} starter på nytt fra diagnosedato {day.isoformat()}.")
 
 
 def _mark(

@@ -219,3 +219,19 @@ def test_a_hospital_gateway_refuses_the_worklist(cli: Cli) -> None:
     result = cli.run("pathway", "list", EDI_GATEWAY_ROLE="hospital")
     assert result.exit_code == 2
     assert "EDI_GATEWAY_ROLE=kommune" in result.output
+
+
+def test_restart_plans_a_new_course_from_a_later_diagnosis_date_and_refuses_an_earlier_one(cli: Cli) -> None:
+    """restart closes the open points and plans the points again from the new date; an earlier date is refused."""
+    base = ["--reason", "ny diagnose, avklart med sykehuset", "--operator", "ola"]
+    later = cli.run(
+        "pathway", "restart", str(cli.pathway_id), "--diagnosis-date", "2027-03-01", *base, "--json"
+    )
+    assert later.exit_code == 0, later.output
+    view = json.loads(later.stdout)
+    assert view["course"] == 2 and view["diagnosis_date"] == "2027-03-01"
+    assert [p["due_from"] for p in view["points"]][1:] == ["2027-06-01", "2028-03-01"]
+    earlier = cli.run("pathway", "restart", str(cli.pathway_id), "--diagnosis-date", "2020-01-01", *base)
+    assert earlier.exit_code == 1
+    bad = cli.run("pathway", "restart", str(cli.pathway_id), "--diagnosis-date", "1.3.2027", *base)
+    assert bad.exit_code == 2 and "--diagnosis-date" in bad.output
