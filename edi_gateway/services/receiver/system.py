@@ -59,6 +59,7 @@ from edi_gateway.transport.consumer import Delivery, Disposition
 from edi_gateway.transport.names import Names
 from edi_gateway.transport.publisher import ConfirmingPublisher, Outgoing
 from edi_gateway.xml.apprec import AppRecSpec, apprec_error, build_apprec
+from edi_gateway.xml.msghead import MsgHeadSummary
 from edi_gateway.xml.schemas import validate_apprec
 from edi_gateway.xml.signing import Signer
 
@@ -218,7 +219,7 @@ class ReceivingSystem:
         if int(spec.status) == 2:
             codes = ",".join(e.code for e in spec.errors)
             reason = f"a message was refused with AppRec Avvist ({codes})"
-            plan.alerts.append(alert_json("inbound.rejected", reason, now, **_alert_ids(item.envelope)))
+            plan.alerts.append(alert_json("inbound.rejected", reason, now, **_fields(item.envelope)))
 
     def _refuse_untrusted(
         self,
@@ -246,7 +247,7 @@ class ReceivingSystem:
                 details={"codes": codes, "sender_her_id": envelope.sender_her_id},
             )
         )
-        plan.alerts.append(alert_json("inbound.untrusted", reason, now, **_alert_ids(envelope)))
+        plan.alerts.append(alert_json("inbound.untrusted", reason, now, **_fields(envelope)))
         if signed is not None:
             plan.answers.append((index, signed[1], None))
 
@@ -403,9 +404,9 @@ def _settled(result: SendResult, apprec_id: str) -> bool:
     return isinstance(result, Accepted)
 
 
-def _is_assessment(summary: object) -> bool:
+def _is_assessment(summary: MsgHeadSummary | None) -> bool:
     """Whether a document may be a behovskartlegging (the pathway worklist reads its text to be sure)."""
-    return summary is not None and getattr(summary, "msg_type", "") == "DIALOG_HELSEFAGLIG"
+    return summary is not None and summary.msg_type == "DIALOG_HELSEFAGLIG"
 
 
 def _apprec_document(
@@ -436,9 +437,6 @@ def _loggable_id(value: str | None) -> str | None:
     return "<not a UUID>"
 
 
-def _fields(envelope: Envelope) -> dict[str, object]:
-    return {"msg_id": _loggable_id(envelope.msg_id), "sender_her_id": envelope.sender_her_id}
-
-
-def _alert_ids(envelope: Envelope) -> dict[str, str | int | None]:
+def _fields(envelope: Envelope) -> dict[str, str | int | None]:
+    """The ids a log line or an alert may carry about a document: its MsgId (a UUID) and its sender."""
     return {"msg_id": _loggable_id(envelope.msg_id), "sender_her_id": envelope.sender_her_id}
